@@ -1,0 +1,55 @@
+# Every target creates .venv and installs into it on first use.
+# TORCH_SPEC pins the CPU wheel found on this project's machines; on a GPU machine use e.g.
+#   make install TORCH_SPEC=torch
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+GAME ?= Breakout
+CONFIG ?= configs/nature.yaml
+RUN_DIR ?=
+ARGS ?=
+RUNS ?= runs/*
+
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install train eval report bench test test-slow lint format clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[dev,bench]" "$(TORCH_SPEC)"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+train: $(STAMP)
+	$(PY) -m atari_dqn train --game $(GAME) --config $(CONFIG) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(ARGS)
+
+eval: $(STAMP)
+	$(PY) -m atari_dqn eval --run-dir $(RUN_DIR) $(ARGS)
+
+report: $(STAMP)
+	$(PY) -m atari_dqn report $(RUNS) $(ARGS)
+
+bench: $(STAMP)
+	$(PY) -m atari_dqn bench all $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(ARGS)
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

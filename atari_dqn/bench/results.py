@@ -1,0 +1,115 @@
+"""Benchmark records: the machine they ran on, and JSON plus a markdown table on disk."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+import os
+import platform
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path("benchmarks/results")
+_PACKAGES = ("torch", "numpy", "numba", "gymnasium", "ale-py", "opencv-python-headless",
+             "stable-baselines3")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _gpu_name() -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def machine_info() -> dict[str, Any]:
+    """What a figure depends on: CPU model, cores, GPU, host and package versions."""
+    return {
+        "host": socket.gethostname(),
+        "cpu": _cpu_model(),
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "gpu": _gpu_name(),
+        "versions": _versions(),
+    }
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """A markdown table whose columns are the keys of the first row."""
+    if not rows:
+        return ""
+    columns = list(rows[0])
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"{value:,}"
+        return "" if value is None else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(
+    name: str,
+    rows: list[dict[str, Any]],
+    summary: dict[str, Any] | None = None,
+    out_dir: Path | str = RESULTS_DIR,
+) -> tuple[Path, Path]:
+    """Write `<date>-<host>-<name>.json` and `.md` with the machine stamp; return both paths.
+
+    `rows` become the markdown table; `summary` holds headline ratios and target checks.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    machine = machine_info()
+    now = _dt.datetime.now(_dt.timezone.utc)
+    stem = f"{now:%Y-%m-%d}-{machine['host']}-{name}"
+    record = {
+        "benchmark": name,
+        "time_utc": now.isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": machine,
+        "summary": summary or {},
+        "rows": rows,
+    }
+    json_path = out_dir / f"{stem}.json"
+    json_path.write_text(json.dumps(record, indent=2) + "\n")
+    gpu = machine["gpu"] or "no GPU"
+    md = [
+        f"# Benchmark `{name}`",
+        "",
+        f"{now:%Y-%m-%d %H:%M} UTC on {machine['cpu']} ({machine['cores']} cores, {gpu}).",
+        f"Command: `{record['command']}`",
+        "",
+        markdown_table(rows),
+    ]
+    if summary:
+        md += ["", markdown_table([{"figure": k, "value": v} for k, v in summary.items()])]
+    md_path = out_dir / f"{stem}.md"
+    md_path.write_text("\n".join(md))
+    return json_path, md_path
