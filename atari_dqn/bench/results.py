@@ -13,8 +13,15 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path("benchmarks/results")
-_PACKAGES = ("torch", "numpy", "numba", "gymnasium", "ale-py", "opencv-python-headless",
-             "stable-baselines3")
+_PACKAGES = (
+    "torch",
+    "numpy",
+    "numba",
+    "gymnasium",
+    "ale-py",
+    "opencv-python-headless",
+    "stable-baselines3",
+)
 
 
 def _cpu_model() -> str:
@@ -50,7 +57,9 @@ def machine_info() -> dict[str, Any]:
     return {
         "host": socket.gethostname(),
         "cpu": _cpu_model(),
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cores": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
         "gpu": _gpu_name(),
         "versions": _versions(),
     }

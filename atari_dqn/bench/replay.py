@@ -1,0 +1,307 @@
+"""Replay benchmark: the frame ring beside Stable-Baselines3's ReplayBuffer, in one run.
+
+Figures (batch 32, 84x84 frames, history 4):
+- bytes per stored transition, from array sizes and from RSS growth while filling (each
+  buffer in its own fresh process, so one buffer's pages do not hide another's);
+- batches sampled per second, single thread, ours (sample + to_tensors) and SB3 with
+  `optimize_memory_usage` True and False, interleaved round by round, and ours as a fraction
+  of a plain memcpy of the same bytes;
+- the numba gather against a numpy fancy-index gather of the same windows;
+- two fake learners, with and without the Prefetcher thread sampling the next batch: a
+  NatureCNN conv forward on one torch thread (CPU-bound), and a 0.5 ms wait standing in
+  for a GPU update (the main thread idles while the GPU works).
+Targets: <= 7,100 bytes per transition; >= 3x SB3-optimised batches/s.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from atari_dqn.bench.results import RESULTS_DIR, write_results
+from atari_dqn.replay import FrameRing, Prefetcher, _gather_kernel, _window, to_tensors
+
+BATCH = 32
+HISTORY = 4
+FRAME = (84, 84)
+MEAN_EPISODE_STEPS = 500  # geometric episode lengths; each episode costs the ring one slot
+POOL_FRAMES = 1024  # random frames reused cyclically: filling is not the thing measured
+GPU_STEP_S = 0.5e-3  # the GPU-like learner's wait per update (a fast GPU's DQN step)
+TARGET_BYTES = 7_100
+TARGET_SPEEDUP = 3.0
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class _Stream:
+    """Random frames (a pool reused cyclically: filling is not what is measured), episode
+    ends and actions for `steps` agent steps, made before any buffer is measured."""
+
+    def __init__(self, steps: int) -> None:
+        rng = np.random.default_rng(0)
+        self.pool = rng.integers(0, 256, (POOL_FRAMES, *FRAME), np.uint8)
+        self.ends = rng.random(steps) < 1.0 / MEAN_EPISODE_STEPS
+        self.actions = rng.integers(0, 4, steps)
+        self.zero = np.zeros(1)
+
+
+def _build(kind: str, capacity: int) -> Any:
+    """An empty buffer: our ring, or SB3's ReplayBuffer over stacked (4, 84, 84) obs."""
+    if kind == "ours":
+        return FrameRing(capacity, 1, history_length=HISTORY, frame_shape=FRAME)
+    from gymnasium import spaces
+    from stable_baselines3.common.buffers import ReplayBuffer
+
+    optimize = kind == "sb3_optimized"
+    return ReplayBuffer(
+        capacity,
+        spaces.Box(0, 255, (HISTORY, *FRAME), np.uint8),
+        spaces.Discrete(4),
+        device="cpu",
+        optimize_memory_usage=optimize,
+        handle_timeout_termination=not optimize,  # SB3 forbids both together
+    )
+
+
+def _fill(kind: str, buffer: Any, stream: _Stream) -> None:
+    """Add every step of `stream` (our ring also gets a first frame per episode)."""
+    pool, zero = stream.pool, stream.zero
+    if kind == "ours":
+        buffer.start_episodes(np.array([0]), pool[:1])
+    for i, end in enumerate(stream.ends):
+        j = i % (POOL_FRAMES - HISTORY)
+        action = stream.actions[i : i + 1]
+        if kind == "ours":
+            buffer.add(action, zero, stream.ends[i : i + 1], zero, pool[j + HISTORY][None])
+            if end:
+                buffer.start_episodes(np.array([0]), pool[j + 1][None])
+        else:
+            obs, next_obs = pool[j : j + HISTORY][None], pool[j + 1 : j + 1 + HISTORY][None]
+            buffer.add(obs, next_obs, action[None], zero, stream.ends[i : i + 1], [{}])
+
+
+def _filled(kind: str, capacity: int) -> Any:
+    buffer = _build(kind, capacity)
+    _fill(kind, buffer, _Stream(capacity + capacity // 10))  # wrap the ring past full
+    return buffer
+
+
+def _array_bytes(kind: str, buffer: Any) -> int:
+    if kind == "ours":
+        return sum(a.nbytes for a in buffer._arrays(buffer.slots).values())
+    names = ["observations", "actions", "rewards", "dones", "timeouts", "next_observations"]
+    return sum(getattr(buffer, n).nbytes for n in names if hasattr(buffer, n))
+
+
+def _memory_probe(kind: str, capacity: int) -> dict[str, Any]:
+    """Run in a fresh process: build, fill, and report bytes per stored transition.
+
+    The stream is made, and a tiny buffer of the same kind filled (loading numba's kernels
+    or SB3's modules), BEFORE the first RSS reading, so only the buffer's growth counts."""
+    stream = _Stream(capacity + capacity // 10)
+    _fill(kind, _build(kind, 2 * (HISTORY + 1)), _Stream(20))
+    before = _rss_bytes()
+    buffer = _build(kind, capacity)
+    _fill(kind, buffer, stream)
+    grown = _rss_bytes() - before
+    # SB3's optimised buffer cannot sample the slot at `pos`; ours counts its valid ones.
+    if kind == "ours":
+        stored = len(buffer)
+    else:
+        stored = capacity - 1 if kind == "sb3_optimized" else capacity
+    return {
+        "buffer": kind,
+        "capacity": capacity,
+        "stored_transitions": stored,
+        "array_bytes_per_transition": _array_bytes(kind, buffer) / capacity,
+        "rss_bytes_per_transition": grown / stored,
+    }
+
+
+def _memory_rows(capacity: int) -> list[dict[str, Any]]:
+    rows = []
+    context = multiprocessing.get_context("spawn")
+    for kind in ("ours", "sb3_optimized", "sb3_plain"):
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+            rows.append(pool.submit(_memory_probe, kind, capacity).result())
+    return rows
+
+
+def _rate(fn: Callable[[], object], seconds: float) -> float:
+    """Calls of `fn` per second, over at least `seconds` (after one warm-up call)."""
+    fn()
+    calls, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        for _ in range(10):
+            fn()
+        calls += 10
+    return calls / elapsed
+
+
+def _best_rates(fns: dict[str, Callable[[], object]], seconds: float, rounds: int) -> dict:
+    """Each rate is the best of `rounds`, the candidates interleaved round by round so that
+    load from other processes on shared cores hits them alike."""
+    best = dict.fromkeys(fns, 0.0)
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            best[name] = max(best[name], _rate(fn, seconds))
+    return best
+
+
+def _window_indices(ring: FrameRing, n_batches: int) -> tuple[np.ndarray, np.ndarray]:
+    """(env ids, slots) of `n_batches` batches of valid transitions, plus each one's
+    5-slot window [N, B, 5] for the numpy gather (computed with the ring's own _window)."""
+    env_ids, slots = ring._valid_indices()
+    pick = np.random.default_rng(2).integers(0, slots.size, (n_batches, BATCH))
+    windows = np.empty((n_batches, BATCH, HISTORY + 1), np.int64)
+    first = ring._first[0]
+    for i, p in np.ndenumerate(slots[pick]):
+        _window(first, p, HISTORY, windows[i])
+        windows[i][HISTORY] = (p + 1) % ring.slots
+    return slots[pick], windows
+
+
+class _FakeLearner:
+    """A fixed learner workload: NatureCNN's three convolutions, forward only, one thread."""
+
+    def __init__(self) -> None:
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv2d(HISTORY, 32, 8, 4), torch.nn.ReLU(),
+            torch.nn.Conv2d(32, 64, 4, 2), torch.nn.ReLU(),
+            torch.nn.Conv2d(64, 64, 3, 1), torch.nn.ReLU(),
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def __call__(self, obs: torch.Tensor) -> None:
+        self.net(obs.float() / 255.0)
+
+
+def _throughput(capacity: int, seconds: float, rounds: int) -> tuple[list[dict], dict]:
+    """Sampling rates at one torch thread: SB3's `torch.tensor` copies on several OpenMP
+    threads slowed it 30x on a loaded 2-core machine; one thread also leaves the other core
+    to the Prefetcher thread while the fake learner runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _measure_throughput(capacity, seconds, rounds)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure_throughput(capacity: int, seconds: float, rounds: int) -> tuple[list[dict], dict]:
+    ring = _filled("ours", capacity)
+    sb3_opt = _filled("sb3_optimized", capacity)
+    sb3_plain = _filled("sb3_plain", capacity)
+    frames = ring._frames[0]
+    out = np.empty((BATCH, HISTORY + 1, frames.shape[1]), np.uint8)
+    n = 256
+    slots, windows = _window_indices(ring, n)
+    zeros = np.zeros(BATCH, np.int64)
+    scratch = (np.empty(BATCH, np.int64), np.empty(BATCH, np.float32), np.empty(BATCH, np.float32))
+    blocks = np.random.default_rng(3).integers(0, 256, (64, *out.shape), np.uint8)
+    step = itertools.count()
+
+    def numba_gather() -> None:
+        i = next(step) % n
+        _gather_kernel(frames[None], ring._first, ring._action, ring._reward,
+                       ring._terminated, zeros, slots[i], HISTORY, out, *scratch)  # fmt: skip
+
+    def numpy_gather() -> None:
+        np.take(frames, windows[next(step) % n], axis=0, out=out)
+
+    def memcpy() -> None:
+        np.copyto(out, blocks[next(step) % 64])
+
+    rates = _best_rates(
+        {
+            "ours: sample + to_tensors": lambda: to_tensors(ring.sample(BATCH), "cpu"),
+            "sb3 optimize_memory_usage=True": lambda: sb3_opt.sample(BATCH),
+            "sb3 optimize_memory_usage=False": lambda: sb3_plain.sample(BATCH),
+            "memcpy of the same bytes (32x5 frames)": memcpy,
+            "numba gather of given windows": numba_gather,
+            "numpy np.take of the same windows": numpy_gather,
+        },
+        seconds,
+        rounds,
+    )
+    fixed_obs = to_tensors(ring.sample(BATCH), "cpu").obs.clone()
+    learners = {
+        "conv learner": _FakeLearner(),  # CPU-bound: competes with the thread for cores
+        "GPU-like learner": lambda obs: time.sleep(GPU_STEP_S),  # main thread just waits
+    }
+    learn = {}
+    with Prefetcher(ring, BATCH, "cpu") as prefetcher:
+        for name, learner in learners.items():
+            learn |= _best_rates(
+                {
+                    f"{name} alone (fixed batch)": lambda f=learner: f(fixed_obs),
+                    f"{name} + sample": lambda f=learner: f(
+                        to_tensors(ring.sample(BATCH), "cpu").obs
+                    ),
+                    f"{name} + Prefetcher": lambda f=learner: f(prefetcher.next().obs),
+                },
+                seconds,
+                rounds,
+            )
+    rows = [{"measure": k, "value": v, "unit": "batches/s"} for k, v in {**rates, **learn}.items()]
+    ours = rates["ours: sample + to_tensors"]
+    summary = {
+        "speedup_vs_sb3_optimized": ours / rates["sb3 optimize_memory_usage=True"],
+        "speedup_vs_sb3_plain": ours / rates["sb3 optimize_memory_usage=False"],
+        "fraction_of_memcpy": ours / rates["memcpy of the same bytes (32x5 frames)"],
+        "numba_gather_vs_numpy_take": rates["numba gather of given windows"]
+        / rates["numpy np.take of the same windows"],
+        **{
+            f"prefetch_speedup_{name.replace(' ', '_').replace('-', '_')}": (
+                learn[f"{name} + Prefetcher"] / learn[f"{name} + sample"]
+            )
+            for name in learners
+        },
+    }
+    return rows, summary
+
+
+def run(quick: bool = False, out_dir: Path | str = RESULTS_DIR) -> dict[str, Any]:
+    """Measure ours and SB3 side by side; write the record; return the summary."""
+    capacity = 20_000 if quick else 100_000
+    throughput_capacity = 20_000 if quick else 50_000  # SB3 plain: 56 KB per transition
+    memory = _memory_rows(capacity)
+    rows, summary = _throughput(throughput_capacity, 0.3 if quick else 1.0, 2 if quick else 3)
+    by_kind = {row["buffer"]: row for row in memory}
+    ours_bytes = by_kind["ours"]["rss_bytes_per_transition"]
+    summary = {
+        "capacity_memory": capacity,
+        "capacity_throughput": throughput_capacity,
+        "bytes_per_transition_ours_arrays": by_kind["ours"]["array_bytes_per_transition"],
+        **{
+            f"bytes_per_transition_{k}_rss": by_kind[k]["rss_bytes_per_transition"] for k in by_kind
+        },
+        "target_bytes_per_transition": TARGET_BYTES,
+        "bytes_target_met": max(ours_bytes, by_kind["ours"]["array_bytes_per_transition"])
+        <= TARGET_BYTES,
+        **summary,
+        "target_speedup_vs_sb3_optimized": TARGET_SPEEDUP,
+    }
+    summary["speedup_target_met"] = summary["speedup_vs_sb3_optimized"] >= TARGET_SPEEDUP
+    summary["numba_beats_numpy"] = summary["numba_gather_vs_numpy_take"] > 1.0
+    memory_rows = [
+        {"measure": f"{row['buffer']}: {what} per transition", "value": row[key], "unit": "bytes"}
+        for row in memory
+        for what, key in (("array bytes", "array_bytes_per_transition"),
+                          ("RSS growth", "rss_bytes_per_transition"))
+    ]  # fmt: skip
+    write_results("replay", memory_rows + rows, summary, out_dir)
+    return summary

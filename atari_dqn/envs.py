@@ -1,0 +1,677 @@
+"""The Atari environment of the Nature DQN paper, with OpenCV preprocessing, vectorised.
+
+One agent step repeats the action `frame_skip` emulator frames (summing rewards, stopping
+early at game over), takes the max over the last two raw frames (sprite flicker), reads
+luminance straight from the ALE and resizes to 84x84 with `cv2.INTER_AREA`: exactly what
+gymnasium's `AtariPreprocessing` computes, but calling the ALE directly instead of going
+through four wrapped `env.step` calls that each copy an RGB screen.
+
+The env returns ONE frame per step; stacking is the replay's job (DESIGN.md). Life loss ends
+an episode for learning only: the next `reset()` continues the same game, and `info` reports
+the raw score of the whole game once it is over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import multiprocessing as mp
+import os
+import re
+import signal
+import traceback
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import ale_py
+import cv2
+import gymnasium
+import numpy as np
+
+from atari_dqn.config import ConfigError, EnvConfig, from_dict
+
+gymnasium.register_envs(ale_py)
+
+_GAMES_HINT = "python -m atari_dqn games lists all {n}"
+
+
+class UnknownGameError(ConfigError):
+    """A game name that matches no ROM shipped with the installed ale-py."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Game names
+
+
+def _key(name: str) -> str:
+    """Spelling-insensitive key: `SpaceInvaders`, `space_invaders`, `space-invaders` agree."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+@functools.lru_cache(maxsize=1)
+def _games() -> dict[str, str]:
+    """{key: CamelCase name} for every single-player game ale-py registers as `ALE/<Name>-v5`."""
+    games = {}
+    for env_id in gymnasium.registry:
+        match = re.fullmatch(r"ALE/(\w+)-v5", env_id)
+        if match:
+            games[_key(match[1])] = match[1]
+    return games
+
+
+def _suggest(name: str) -> str:
+    keys = difflib.get_close_matches(_key(name), list(_games()), n=3, cutoff=0.6)
+    names = [f"'{_games()[k]}'" for k in keys]
+    if not names:
+        return ""
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    return f"; did you mean {listed}?"
+
+
+def game_name(name: str) -> str:
+    """Canonical CamelCase name: `breakout`, `ALE/Breakout-v5` -> `Breakout`.
+
+    Also accepts the legacy ids (`BreakoutNoFrameskip-v4`). Raises UnknownGameError with up
+    to three close matches when nothing fits.
+    """
+    stem = re.sub(r"^ALE/", "", name.strip())
+    stem = re.sub(r"(NoFrameskip|Deterministic)?-v\d+$", "", stem)
+    game = _games().get(_key(stem))
+    if game is None:
+        raise UnknownGameError(
+            f"unknown game '{name}'{_suggest(stem)} ({_GAMES_HINT.format(n=len(_games()))})"
+        )
+    return game
+
+
+def resolve_game(name: str) -> str:
+    """The gymnasium id of a game: `space_invaders` -> `ALE/SpaceInvaders-v5`."""
+    return f"ALE/{game_name(name)}-v5"
+
+
+@functools.lru_cache(maxsize=1)
+def list_games() -> list[tuple[str, int]]:
+    """(CamelCase name, size of its minimal action set) for every game, sorted by name.
+
+    Loads each ROM once (about a second in all), so the answer is cached.
+    """
+    ale = ale_py.ALEInterface()
+    ale.setLoggerMode(ale_py.LoggerMode.Error)
+    out = []
+    for name in sorted(_games().values()):
+        rom = gymnasium.spec(f"ALE/{name}-v5").kwargs["game"]
+        ale.loadROM(ale_py.roms.get_rom_path(rom))
+        out.append((name, len(ale.getMinimalActionSet())))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# One environment
+
+
+def env_config(game: str, **overrides: Any) -> EnvConfig:
+    """An EnvConfig for `game` with `overrides`, checked like a config file's `env` section."""
+    return from_dict({"env": {"game": game, **overrides}}).env
+
+
+class AtariEnv(gymnasium.Env):
+    """One Atari game with the paper's preprocessing; observations are uint8[S, S] frames.
+
+    `step` returns `(frame, reward, terminated, truncated, info)`; `info` always holds
+    `raw_reward`, `lives` and `game_over`, and when `game_over` also `episode_return` (raw
+    score summed over every life of the game, reset actions included) and `episode_frames`
+    (emulator frames of the game, no-ops included). `reset` info holds `lives` and `noops`
+    (no-ops taken; 0 after a life-loss reset, which continues the same game).
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(self, cfg: EnvConfig, seed: int | None = None):
+        self.cfg = cfg
+        # frameskip=1: we repeat actions ourselves. The ALE enforces the episode frame cap,
+        # which replaces v5's default of 108,000 frames with ours.
+        self._base = gymnasium.make(
+            resolve_game(cfg.game),
+            frameskip=1,
+            repeat_action_probability=cfg.repeat_action_probability,
+            full_action_space=cfg.full_action_space,
+            max_num_frames_per_episode=cfg.max_episode_frames,
+        )
+        self._ale = self._base.unwrapped.ale
+        self._action_set = (
+            self._ale.getLegalActionSet()
+            if cfg.full_action_space
+            else self._ale.getMinimalActionSet()
+        )
+        self.action_meanings: list[str] = list(self._base.unwrapped.get_action_meanings())
+        # SB3 / baselines press FIRE on reset in every game whose (minimal) action set has it.
+        self._fire_on_reset = (
+            cfg.fire_reset and ale_py.Action.FIRE in self._ale.getMinimalActionSet()
+        )
+        size = cfg.screen_size
+        self.observation_space = gymnasium.spaces.Box(0, 255, (size, size), np.uint8)
+        self.action_space = gymnasium.spaces.Discrete(len(self._action_set))
+        height, width = self._ale.getScreenDims()
+        self._last_screen = np.zeros((height, width), np.uint8)
+        self._prev_screen = np.zeros((height, width), np.uint8)
+        self._frame = np.zeros((size, size), np.uint8)
+        self._pool = cfg.max_pool_frames and cfg.frame_skip > 1
+        self._seed = seed
+        self._seeded = False
+        self._life_lost = False  # the last step ended an episode by a life loss only
+        self._game_return = 0.0
+        self._lives = 0
+        self._started = False
+
+    # -- emulator helpers ------------------------------------------------------------------
+
+    def _capture(self) -> None:
+        """Preprocess the current screen alone (no earlier frame to pool with) into _frame."""
+        self._ale.getScreenGrayscale(self._last_screen)
+        self._resize()
+
+    def _resize(self) -> None:
+        size = self.cfg.screen_size
+        cv2.resize(self._last_screen, (size, size), dst=self._frame, interpolation=cv2.INTER_AREA)
+
+    def _repeat(self, action: ale_py.Action) -> float:
+        """Act `frame_skip` frames (fewer at game over); leave the preprocessed frame in _frame."""
+        ale, skip = self._ale, self.cfg.frame_skip
+        reward = 0.0
+        for t in range(skip):
+            reward += ale.act(action)
+            if ale.game_over():  # game over or frame cap: the final screen is the last frame
+                self._capture()
+                return reward
+            if self._pool and t == skip - 2:
+                ale.getScreenGrayscale(self._prev_screen)
+        ale.getScreenGrayscale(self._last_screen)
+        if self._pool:
+            np.maximum(self._prev_screen, self._last_screen, out=self._last_screen)
+        self._resize()
+        return reward
+
+    def _hard_reset(self, seed: int | None) -> int:
+        """New game: emulator reset, up to noop_max random no-ops, FIRE. Returns no-ops taken."""
+        if seed is not None or not self._seeded:
+            self._base.reset(seed=self._seed if seed is None else seed)
+            self._seeded = True
+        else:
+            self._base.reset()
+        self._game_return = 0.0
+        # [0, noop_max] no-ops of one frame each, from the env's seeded RNG.
+        noops = int(self._base.unwrapped.np_random.integers(0, self.cfg.noop_max + 1))
+        for _ in range(noops):
+            self._game_return += self._ale.act(ale_py.Action.NOOP)
+            if self._ale.game_over():
+                self._base.reset()
+                self._game_return = 0.0
+        self._capture()
+        if self._fire_on_reset:
+            self._game_return += self._repeat(ale_py.Action.FIRE)
+        if self._ale.game_over():  # only a pathological ROM ends a game while starting it
+            return self._hard_reset(None)
+        return noops
+
+    def _soft_reset(self) -> None:
+        """Continue the game after a life loss: one NOOP step (as SB3's EpisodicLifeEnv), FIRE."""
+        self._game_return += self._repeat(ale_py.Action.NOOP)
+        if self._fire_on_reset and not self._ale.game_over():
+            self._game_return += self._repeat(ale_py.Action.FIRE)
+        if self._ale.game_over():
+            # The game ended (frame cap) during the reset actions; its score is not reported.
+            self._hard_reset(None)
+
+    # -- gymnasium API ---------------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """First frame of the next episode: a new game, or after a life loss the same game."""
+        noops = 0
+        if self._life_lost and seed is None:
+            self._soft_reset()
+        else:
+            noops = self._hard_reset(seed)
+        self._life_lost = False
+        self._started = True
+        self._lives = self._ale.lives()
+        return self._frame.copy(), {"lives": self._lives, "noops": noops}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Repeat `action` (an index into the action set) for `frame_skip` frames."""
+        if not self._started:
+            raise RuntimeError("call reset() before step(), and after an episode ends")
+        raw = self._repeat(self._action_set[action])
+        self._game_return += raw
+        ale = self._ale
+        lives = ale.lives()
+        lost_life = lives < self._lives
+        self._lives = lives
+        game_ended = ale.game_over(with_truncation=False)
+        truncated = not game_ended and ale.game_truncated()
+        game_over = game_ended or truncated
+        terminated = game_ended or (self.cfg.terminal_on_life_loss and lost_life)
+        self._life_lost = terminated and not game_over
+        self._started = not (terminated or truncated)
+        info: dict[str, Any] = {"raw_reward": raw, "lives": lives, "game_over": game_over}
+        if game_over:
+            info["episode_return"] = self._game_return
+            info["episode_frames"] = ale.getEpisodeFrameNumber()
+        reward = float(np.sign(raw)) if self.cfg.clip_rewards else raw
+        return self._frame.copy(), reward, terminated, truncated, info
+
+    def get_state(self) -> dict[str, Any]:
+        """Emulator (with its RNG), no-op RNG and episode bookkeeping: enough to resume exactly."""
+        return {
+            "ale": self._ale.cloneState(include_rng=True).serialize(),
+            "np_random": self._base.unwrapped.np_random.bit_generator.state,
+            "seeded": self._seeded,
+            "life_lost": self._life_lost,
+            "game_return": self._game_return,
+            "lives": self._lives,
+            "started": self._started,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `get_state()` of an env of the same game and settings."""
+        if not self._seeded:  # gymnasium seeds (and loads the ROM) on its first reset
+            self._base.reset(seed=self._seed)
+        self._ale.restoreState(ale_py.ALEState(state["ale"]))
+        self._base.unwrapped.np_random.bit_generator.state = state["np_random"]
+        self._seeded = state["seeded"]
+        self._life_lost = state["life_lost"]
+        self._game_return = state["game_return"]
+        self._lives = state["lives"]
+        self._started = state["started"]
+
+    def close(self) -> None:
+        self._base.close()
+
+
+def make_env(game: str, *, seed: int | None = None, **overrides: Any) -> AtariEnv:
+    """One preprocessed game; `overrides` are EnvConfig fields (`noop_max=0`, ...).
+
+    Raises ConfigError for an unknown field or a bad value (checked by the config's own
+    validation), UnknownGameError for the game.
+    """
+    return AtariEnv(env_config(game, **overrides), seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Many environments
+
+
+@dataclass(frozen=True)
+class VecStep:
+    """One step of N envs; every array has N rows, one per env."""
+
+    frames: np.ndarray
+    """uint8[N, S, S] the frame after the action (for an ended episode: its true last frame)."""
+    rewards: np.ndarray
+    """float32[N] as the env returns them (clipped when clip_rewards)."""
+    raw_rewards: np.ndarray
+    """float32[N] unclipped."""
+    terminated: np.ndarray
+    """bool[N] episode ended (a life loss counts when terminal_on_life_loss)."""
+    truncated: np.ndarray
+    """bool[N] the episode frame cap was reached."""
+    first_frames: np.ndarray
+    """uint8[N, S, S] where terminated | truncated: the next episode's first frame."""
+    game_over: np.ndarray
+    """bool[N] a full game ended this step (game over or frame cap), not just a life."""
+    episode_returns: np.ndarray
+    """float64[N] raw score of the full game where game_over, else nan."""
+    episode_frames: np.ndarray
+    """int64[N] emulator frames of the full game where game_over, else 0."""
+
+
+_VECSTEP_FIELDS = tuple(f.name for f in dataclasses.fields(VecStep))
+
+
+def _layout(num_envs: int, size: int, blocks: int) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+    """Dtype and shape of each shared array: VecStep's fields, the actions, and per block of
+    envs the command to run and its status (0 ok, 1 failed)."""
+    frames = (np.dtype(np.uint8), (num_envs, size, size))
+    return {
+        "control": (np.dtype(np.int8), (blocks,)),
+        "status": (np.dtype(np.int8), (blocks,)),
+        "actions": (np.dtype(np.int64), (num_envs,)),
+        "frames": frames,
+        "rewards": (np.dtype(np.float32), (num_envs,)),
+        "raw_rewards": (np.dtype(np.float32), (num_envs,)),
+        "terminated": (np.dtype(np.bool_), (num_envs,)),
+        "truncated": (np.dtype(np.bool_), (num_envs,)),
+        "first_frames": frames,
+        "game_over": (np.dtype(np.bool_), (num_envs,)),
+        "episode_returns": (np.dtype(np.float64), (num_envs,)),
+        "episode_frames": (np.dtype(np.int64), (num_envs,)),
+    }
+
+
+def _nbytes(num_envs: int, blocks: int, size: int) -> int:
+    return sum(
+        -(-dt.itemsize * int(np.prod(shape)) // 8) * 8
+        for dt, shape in _layout(num_envs, size, blocks).values()
+    )
+
+
+def _views(buffer: Any, num_envs: int, size: int, blocks: int) -> dict[str, np.ndarray]:
+    """Numpy arrays over one flat buffer (local memory or shared), 8-byte aligned."""
+    out, offset = {}, 0
+    for name, (dtype, shape) in _layout(num_envs, size, blocks).items():
+        count = int(np.prod(shape))
+        out[name] = np.frombuffer(buffer, dtype, count, offset).reshape(shape)
+        offset += -(-dtype.itemsize * count // 8) * 8
+    return out
+
+
+def _env_seed(seed: int, index: int) -> int:
+    """Env `index`'s seed, a function of (seed, index) only: the same whatever N is."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+class _EnvGroup:
+    """A block of envs stepped in sequence, writing rows [lo, hi) of the output arrays.
+
+    The single implementation of vectorised stepping, run in-process or in a worker.
+    """
+
+    def __init__(
+        self, game: str, seeds: list[int], overrides: dict[str, Any], arrays: dict, lo: int
+    ):
+        self.envs = [make_env(game, seed=s, **overrides) for s in seeds]
+        per_block = ("control", "status")
+        hi = lo + len(seeds)
+        self.rows = {name: a[lo:hi] for name, a in arrays.items() if name not in per_block}
+
+    def reset(self) -> None:
+        for j, env in enumerate(self.envs):
+            self.rows["frames"][j] = env.reset()[0]
+
+    def step(self) -> None:
+        rows = self.rows
+        for j, env in enumerate(self.envs):
+            frame, reward, terminated, truncated, info = env.step(rows["actions"][j])
+            rows["frames"][j] = frame
+            rows["rewards"][j] = reward
+            rows["raw_rewards"][j] = info["raw_reward"]
+            rows["terminated"][j] = terminated
+            rows["truncated"][j] = truncated
+            rows["game_over"][j] = info["game_over"]
+            rows["episode_returns"][j] = info.get("episode_return", np.nan)
+            rows["episode_frames"][j] = info.get("episode_frames", 0)
+            if terminated or truncated:
+                rows["first_frames"][j] = env.reset()[0]
+
+    def get_state(self) -> list[dict[str, Any]]:
+        return [env.get_state() for env in self.envs]
+
+    def set_state(self, states: list[dict[str, Any]]) -> None:
+        for env, state in zip(self.envs, states, strict=True):
+            env.set_state(state)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+_STEP, _RESET, _CLOSE, _GET_STATE, _SET_STATE = 1, 2, 3, 4, 5
+
+
+def _worker(
+    k: int,
+    conn: Any,
+    go: Any,
+    done: Any,
+    game: str,
+    seeds: list[int],
+    overrides: dict,
+    shared: Any,
+    num_envs: int,
+    blocks: int,
+    lo: int,
+) -> None:
+    """Worker k: wait on `go`, run the command in the shared `control[k]`, post `done`.
+
+    Semaphores, not pipe messages, carry the wake-ups: Linux wakes a pipe reader on the
+    writer's core ("sync" wake-up), which in a ping-pong keeps worker and parent on one core.
+    Errors set `status[k]` and send the traceback down `conn`.
+    """
+    cv2.setNumThreads(1)  # one core per worker; OpenCV's pool would only compete
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it closes us)
+    try:
+        size = env_config(game, **overrides).screen_size
+        arrays = _views(shared, num_envs, size, blocks)
+        group = _EnvGroup(game, seeds, overrides, arrays, lo)
+        conn.send(group.envs[0].action_meanings)
+    except BaseException:
+        conn.send(traceback.format_exc())
+        return
+    parent = os.getppid()
+    commands = {
+        _STEP: group.step,
+        _RESET: group.reset,
+        # States travel down the pipe; the parent reads (or writes) them before it waits.
+        _GET_STATE: lambda: conn.send(group.get_state()),
+        _SET_STATE: lambda: group.set_state(conn.recv()),
+    }
+    while True:
+        if not go.acquire(timeout=2.0):
+            if os.getppid() != parent:  # orphaned: the parent died without closing us
+                break
+            continue
+        command = int(arrays["control"][k])
+        if command == _CLOSE:
+            break
+        try:
+            commands[command]()
+            arrays["status"][k] = 0
+        except BaseException:
+            arrays["status"][k] = 1
+            conn.send(traceback.format_exc())
+        done.release()
+    group.close()
+
+
+def _shutdown(procs: list, gos: list, control: np.ndarray) -> None:
+    control[:] = _CLOSE
+    for go in gos:
+        go.release()
+    for proc in procs:
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
+class VectorEnv:
+    """N preprocessed games stepped together; ended episodes reset automatically.
+
+    The N envs are split into `workers` contiguous blocks (default: one per core, at most N).
+    This process steps the first block itself while worker processes step the others, so
+    N=1 runs entirely in-process (the paper's single stream) and no core sits idle waiting.
+    Every array lives in shared memory; only semaphore posts cross between processes. Env i
+    is seeded from (seed, i) only, so env 0 gives the same stream whatever N and `workers`
+    are. As with any multiprocessing code, a script that makes one with N > 1 needs the
+    `if __name__ == "__main__":` guard.
+    """
+
+    def __init__(
+        self, game: str, num_envs: int, *, seed: int, workers: int | None = None, **overrides: Any
+    ):
+        if num_envs <= 0:
+            raise ConfigError(f"num_envs must be positive, got {num_envs}")
+        if workers is not None and workers <= 0:
+            raise ConfigError(f"workers must be positive, got {workers}")
+        cfg = env_config(game, **overrides)
+        self.num_envs = num_envs
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        blocks = min(num_envs, workers or cores or 1)
+        bounds = [int(b) for b in np.linspace(0, num_envs, blocks + 1).round()]
+        seeds = [_env_seed(seed, i) for i in range(num_envs)]
+        nbytes = _nbytes(num_envs, blocks, cfg.screen_size)
+        self._procs: list = []
+        self._conns: list = []
+        self._gos: list = []
+        self._dones: list = []
+        self._closed = False
+        if blocks == 1:
+            self._arrays = _views(bytearray(nbytes), num_envs, cfg.screen_size, blocks)
+        else:
+            # fork is unsafe once torch, OpenCV or a prefetch thread runs; the forkserver
+            # imports this module once, and each worker is forked from it.
+            ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload(["__main__", __name__])
+            shared = ctx.RawArray("b", nbytes)
+            self._arrays = _views(shared, num_envs, cfg.screen_size, blocks)
+            for k in range(1, blocks):
+                lo, hi = bounds[k], bounds[k + 1]
+                parent, child = ctx.Pipe()
+                go, done = ctx.Semaphore(0), ctx.Semaphore(0)
+                proc = ctx.Process(
+                    target=_worker,
+                    args=(
+                        k,
+                        child,
+                        go,
+                        done,
+                        game,
+                        seeds[lo:hi],
+                        overrides,
+                        shared,
+                        num_envs,
+                        blocks,
+                        lo,
+                    ),
+                    name=f"atari-env-{lo}-{hi - 1}",
+                    daemon=True,
+                )
+                proc.start()
+                child.close()
+                self._procs.append(proc)
+                self._conns.append(parent)
+                self._gos.append(go)
+                self._dones.append(done)
+            self._finalizer = weakref.finalize(
+                self, _shutdown, self._procs, self._gos, self._arrays["control"]
+            )
+        self._local = _EnvGroup(game, seeds[: bounds[1]], overrides, self._arrays, 0)
+        self.action_meanings: list[str] = self._local.envs[0].action_meanings
+        self.n_actions = len(self.action_meanings)
+        for i in range(len(self._procs)):
+            reply = self._reply(i, self._conns[i].recv)
+            if isinstance(reply, str):
+                self.close()
+                raise RuntimeError(f"env worker {self._procs[i].name} failed to start:\n{reply}")
+
+    def _reply(self, i: int, wait: Any) -> Any:
+        """Run `wait` for worker i, turning a dead worker into a clear error."""
+        try:
+            return wait()
+        except (EOFError, ConnectionResetError, BrokenPipeError):
+            pass
+        self._raise_dead(i)
+
+    def _raise_dead(self, i: int) -> None:
+        proc = self._procs[i]
+        proc.join(timeout=1)
+        self.close()
+        raise RuntimeError(
+            f"env worker {proc.name} died (exit code {proc.exitcode}); the VectorEnv is closed"
+        )
+
+    def _command(self, command: int) -> None:
+        """Run `command` in every block: the workers' in parallel with this process's own."""
+        self._start(command)
+        try:
+            {_STEP: self._local.step, _RESET: self._local.reset}[command]()
+        finally:  # even if ours failed or was interrupted, so no worker is left mid-command
+            self._collect()
+
+    def _start(self, command: int) -> None:
+        """Post `command` to every worker."""
+        if self._closed:
+            raise RuntimeError("this VectorEnv is closed")
+        self._arrays["control"][:] = command
+        for go in self._gos:
+            go.release()
+
+    def _collect(self) -> None:
+        """Wait until every worker has finished its command; raise the first worker error."""
+        for i, done in enumerate(self._dones):
+            while not done.acquire(timeout=1.0):
+                if not self._procs[i].is_alive():
+                    self._raise_dead(i)
+        for i in np.flatnonzero(self._arrays["status"][1:]):
+            error = self._reply(i, self._conns[i].recv)
+            raise RuntimeError(f"env worker {self._procs[i].name} raised:\n{error}")
+
+    def get_state(self) -> list[dict[str, Any]]:
+        """Every env's state (AtariEnv.get_state), in env order: a checkpoint resumes exactly."""
+        self._start(_GET_STATE)
+        try:
+            states = self._local.get_state()
+            for i, conn in enumerate(self._conns):
+                reply = self._reply(i, conn.recv)
+                if isinstance(reply, str):  # a worker's traceback
+                    raise RuntimeError(f"env worker {self._procs[i].name} raised:\n{reply}")
+                states += reply
+        finally:
+            self._collect()
+        return states
+
+    def set_state(self, states: list[dict[str, Any]]) -> None:
+        """Restore what `get_state` returned, from a VectorEnv of the same game and size."""
+        if len(states) != self.num_envs:
+            raise ConfigError(
+                f"saved env state is for {len(states)} envs, not {self.num_envs}: "
+                "resume with the run's own loop.num_envs"
+            )
+        self._start(_SET_STATE)
+        try:
+            local = len(self._local.envs)
+            self._local.set_state(states[:local])
+            for conn, proc in zip(self._conns, self._procs, strict=True):
+                lo, hi = (int(x) for x in proc.name.removeprefix("atari-env-").split("-"))
+                conn.send(states[lo : hi + 1])
+        finally:
+            self._collect()
+
+    def reset(self) -> np.ndarray:
+        """First frames of all envs, uint8[N, S, S]: the start of each env's first game."""
+        self._command(_RESET)
+        return self._arrays["frames"].copy()
+
+    def step(self, actions: np.ndarray) -> VecStep:
+        """Act in every env (actions: int[N] indices into the action set); auto-resets."""
+        actions = np.asarray(actions)
+        if not np.issubdtype(actions.dtype, np.integer):
+            raise ValueError(f"actions must be integers, got dtype {actions.dtype}")
+        if actions.shape != (self.num_envs,):
+            raise ValueError(f"actions must have shape ({self.num_envs},), got {actions.shape}")
+        if actions.min() < 0 or actions.max() >= self.n_actions:
+            raise ValueError(f"actions must be in [0, {self.n_actions}), got {actions}")
+        self._arrays["actions"][:] = actions
+        self._command(_STEP)
+        return VecStep(**{name: self._arrays[name].copy() for name in _VECSTEP_FIELDS})
+
+    def close(self) -> None:
+        """Stop the workers and close the envs (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._procs:
+            self._finalizer()
+            for conn in self._conns:
+                conn.close()
+        if hasattr(self, "_local"):
+            self._local.close()
+
+    def __enter__(self) -> VectorEnv:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

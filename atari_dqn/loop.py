@@ -1,0 +1,368 @@
+"""The training loop: act in N envs, store frames in the ring, learn every 4 agent steps.
+
+Schedule (DeepMind's `NeuralQLearner.lua`, all counts in agent steps summed over envs):
+random actions until `replay_start_steps`; then one update per `update_every_steps`
+transitions added, whatever the number of envs (the paper's replay ratio); epsilon
+anneals linearly over `epsilon_decay_steps` counted from the end of replay start; the
+target network is copied every `target_update_steps`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import signal
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from atari_dqn import checkpoint as ckpt
+from atari_dqn.config import Config, ConfigError, load_config, to_dict, to_yaml
+from atari_dqn.envs import VectorEnv
+from atari_dqn.evaluate import evaluate
+from atari_dqn.learner import Learner
+from atari_dqn.logs import RunLogs
+from atari_dqn.replay import FrameRing, Prefetcher, to_tensors
+
+CONFIG_FILE = "config.yaml"
+_RECENT_GAMES = 100
+
+
+def epsilon_at(cfg: Config, agent_steps: int) -> float:
+    """Exploration rate after `agent_steps`: 1.0 through replay start, then a linear decay.
+
+    DeepMind's code anneals over `ep_endt` steps counted from `learn_start`, not from 0.
+    """
+    loop = cfg.loop
+    since_start = max(0, agent_steps - loop.replay_start_steps)
+    if loop.epsilon_decay_steps == 0:
+        return loop.epsilon_end
+    remaining = max(0.0, 1.0 - since_start / loop.epsilon_decay_steps)
+    return loop.epsilon_end + (loop.epsilon_start - loop.epsilon_end) * remaining
+
+
+def updates_due(cfg: Config, agent_steps: int) -> int:
+    """Learner updates owed after `agent_steps`: one per `update_every_steps` past replay start."""
+    return max(0, agent_steps - cfg.loop.replay_start_steps) // cfg.loop.update_every_steps
+
+
+def new_run_dir(game: str, root: Path = Path("runs")) -> Path:
+    """`runs/<game>-<UTC timestamp>`, the default home of a run."""
+    return root / f"{game}-{_dt.datetime.now(_dt.timezone.utc):%Y%m%d-%H%M%S}"
+
+
+def read_run_config(run_dir: Path) -> Config:
+    """The resolved config a run was started with."""
+    if not run_dir.is_dir():
+        raise ConfigError(f"run directory '{run_dir}' not found")
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"'{run_dir}' is not a run directory: it has no {CONFIG_FILE}")
+    return load_config(path)
+
+
+def _env_overrides(cfg: Config) -> dict[str, Any]:
+    env = to_dict(cfg)["env"]
+    del env["game"]
+    return env
+
+
+class _StopRequest:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between steps, so it can checkpoint."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequest:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:  # a second Ctrl-C: the user insists
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    """One run's envs, replay, learner and counters; `run()` trains to `loop.total_steps`."""
+
+    def __init__(self, cfg: Config, run_dir: Path) -> None:
+        self.cfg = cfg
+        self.run_dir = run_dir
+        n = cfg.loop.num_envs
+        self.envs = VectorEnv(cfg.env.game, n, seed=cfg.seed, **_env_overrides(cfg))
+        self.n_actions = self.envs.n_actions
+        self.ring = FrameRing(
+            cfg.replay.capacity, n, history_length=cfg.replay.history_length, seed=cfg.seed
+        )
+        torch.manual_seed(cfg.seed)
+        self.learner = Learner(
+            self.n_actions, cfg.learner, history_length=cfg.replay.history_length, seed=cfg.seed
+        )
+        self.rng = np.random.default_rng([cfg.seed, 1])  # exploration draws
+        self.agent_steps = 0
+        self.updates = 0
+        self.games = 0
+        self.recent_returns: deque[float] = deque(maxlen=_RECENT_GAMES)
+        self.env_started = False
+        self.learn_after_steps = 0  # > 0 while a ring restored empty refills (see resume)
+        self.prefetch: Prefetcher | None = None
+        self.pending_batch: dict[str, torch.Tensor] | None = None  # restored by resume
+
+    # -- state -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "game": self.cfg.env.game,
+            "n_actions": self.n_actions,
+            "config": to_dict(self.cfg),
+            "counters": {
+                "agent_steps": self.agent_steps,
+                "updates": self.updates,
+                "games": self.games,
+                "learn_after_steps": self.learn_after_steps,
+            },
+            "recent_returns": list(self.recent_returns),
+            "learner": self.learner.state_dict(),
+            "exploration_rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "envs": self.envs.get_state(),
+            # The batch the prefetch thread drew ahead, so a resumed run learns from it too.
+            "prefetch_pending": self.prefetch.pending() if self.prefetch else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        counters = state["counters"]
+        self.agent_steps = counters["agent_steps"]
+        self.updates = counters["updates"]
+        self.games = counters["games"]
+        self.learn_after_steps = counters["learn_after_steps"]
+        self.recent_returns.extend(state["recent_returns"])
+        self.learner.load_state_dict(state["learner"])
+        self.rng.bit_generator.state = state["exploration_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        self.envs.set_state(state["envs"])
+        self.pending_batch = state["prefetch_pending"]
+        self.env_started = True
+
+    def save(self) -> None:
+        replay = self.ring if self.cfg.checkpoint.save_replay else None
+        ckpt.save_checkpoint(self.run_dir, self.state_dict(), replay)
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self) -> int:
+        cfg = self.cfg
+        logs = RunLogs(
+            self.run_dir,
+            cfg.logging,
+            total_steps=cfg.loop.total_steps,
+            start_step=self.agent_steps,
+            game=cfg.env.game,
+        )
+        if cfg.replay.prefetch:
+            self.prefetch = Prefetcher(
+                self.ring, cfg.learner.batch_size, self.learner.device, pending=self.pending_batch
+            )
+        try:
+            with _StopRequest() as stop:
+                self._train(logs, stop)
+            if stop.signal is not None:
+                self.save()
+                name = signal.Signals(stop.signal).name
+                logs.progress.print(
+                    f"{name}: checkpoint saved at {self.agent_steps:,} agent steps. Resume with:\n"
+                    f"  python -m atari_dqn train --resume {self.run_dir}"
+                )
+                return 130 if stop.signal == signal.SIGINT else 143
+            self.save()
+            logs.progress.print(
+                f"done: {self.agent_steps:,} agent steps "
+                f"({self.agent_steps * cfg.env.frame_skip:,} frames) in {self.run_dir}"
+            )
+            return 0
+        finally:
+            if self.prefetch is not None:
+                self.prefetch.close()
+            logs.close()
+            self.envs.close()
+
+    def _train(self, logs: RunLogs, stop: _StopRequest) -> None:
+        cfg = self.cfg
+        n = cfg.loop.num_envs
+        if not self.env_started:
+            self.ring.start_episodes(np.arange(n), self.envs.reset())
+            self.env_started = True
+        stacks = np.empty(
+            (n, cfg.replay.history_length, cfg.env.screen_size, cfg.env.screen_size), np.uint8
+        )
+        interval = _Interval(self.n_actions, self.agent_steps)
+        batch_size = cfg.learner.batch_size
+        while self.agent_steps < cfg.loop.total_steps and stop.signal is None:
+            epsilon = epsilon_at(cfg, self.agent_steps)
+            if epsilon >= 1.0:
+                actions = self.rng.integers(0, self.n_actions, size=n)
+            else:
+                actions = self.learner.act(self.ring.stacks(out=stacks), epsilon, self.rng)
+            out = self.envs.step(actions)
+            self.ring.add(actions, out.rewards, out.terminated, out.truncated, out.frames)
+            ended = np.flatnonzero(out.terminated | out.truncated)
+            if ended.size:
+                self.ring.start_episodes(ended, out.first_frames[ended])
+            previous = self.agent_steps
+            self.agent_steps += n
+            interval.actions += np.bincount(actions, minlength=self.n_actions)
+            for i in np.flatnonzero(out.game_over):
+                self.games += 1
+                self.recent_returns.append(float(out.episode_returns[i]))
+                logs.tensorboard.scalars(
+                    self.agent_steps, {"episode/return": float(out.episode_returns[i])}
+                )
+
+            if self.agent_steps < self.learn_after_steps:
+                self.updates = updates_due(cfg, self.agent_steps)  # refilling: learn nothing
+            while self.updates < updates_due(cfg, self.agent_steps):
+                batch = (
+                    self.prefetch.next()
+                    if self.prefetch is not None
+                    else to_tensors(self.ring.sample(batch_size), self.learner.device)
+                )
+                interval.add(self.learner.update(batch))
+                self.updates += 1
+
+            if _crossed(previous, self.agent_steps, cfg.learner.target_update_steps):
+                self.learner.sync_target()
+            if _crossed(previous, self.agent_steps, cfg.logging.interval_steps):
+                logs.train_row(*interval.flush(self, epsilon))
+            if cfg.eval.interval_steps and _crossed(
+                previous, self.agent_steps, cfg.eval.interval_steps
+            ):
+                self._evaluate(logs)
+            if _crossed(previous, self.agent_steps, cfg.checkpoint.interval_steps):
+                self.save()
+
+    def _evaluate(self, logs: RunLogs) -> None:
+        cfg = self.cfg
+        result = evaluate(
+            self.learner,
+            cfg,
+            episodes=cfg.eval.episodes,
+            seed=cfg.seed + 1 + self.agent_steps,
+        )
+        logs.eval_row(
+            {
+                "agent_steps": self.agent_steps,
+                "emulator_frames": self.agent_steps * cfg.env.frame_skip,
+                "episodes": len(result.scores),
+                "mean_score": result.mean,
+                "ci95": result.ci95,
+                "ci_low": result.ci_low,
+                "ci_high": result.ci_high,
+                "min_score": min(result.scores),
+                "max_score": max(result.scores),
+            }
+        )
+
+
+def _crossed(before: int, after: int, every: int) -> bool:
+    """Whether a multiple of `every` lies in (before, after]: an interval boundary was passed."""
+    return after // every > before // every
+
+
+class _Interval:
+    """Sums of the learner's metrics over one logging interval, kept on the device.
+
+    Summing tensors costs no host sync; the one `.item()`-style transfer happens in `flush`.
+    """
+
+    def __init__(self, n_actions: int, agent_steps: int) -> None:
+        self.n_actions = n_actions
+        self._reset(agent_steps)
+
+    def _reset(self, agent_steps: int) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+        self.actions = np.zeros(self.n_actions, dtype=np.int64)
+        self.start_steps = agent_steps
+        self.start_time = time.perf_counter()
+
+    def add(self, metrics: dict[str, torch.Tensor]) -> None:
+        for key, value in metrics.items():
+            self.sums[key] = self.sums[key] + value if key in self.sums else value.detach().clone()
+        self.count += 1
+
+    def flush(
+        self, trainer: Trainer, epsilon: float
+    ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+        means = {k: (v / max(1, self.count)).float().cpu().numpy() for k, v in self.sums.items()}
+        elapsed = time.perf_counter() - self.start_time
+        steps = trainer.agent_steps
+        recent = trainer.recent_returns
+        row = {
+            "agent_steps": steps,
+            "emulator_frames": steps * trainer.cfg.env.frame_skip,
+            "updates": trainer.updates,
+            "games": trainer.games,
+            "epsilon": epsilon,
+            "steps_per_second": (steps - self.start_steps) / max(elapsed, 1e-9),
+            "mean_return_100": float(np.mean(recent)) if recent else float("nan"),
+            "loss": float(means["loss"]) if "loss" in means else float("nan"),
+            "mean_q": float(means["mean_q"]) if "mean_q" in means else float("nan"),
+            "mean_max_q": float(means["max_q"]) if "max_q" in means else float("nan"),
+            "replay_size": len(trainer.ring),
+        }
+        q_per_action = means.get("q_per_action", np.full(self.n_actions, np.nan))
+        actions = self.actions
+        self._reset(steps)
+        return row, q_per_action, actions
+
+
+def train(cfg: Config, run_dir: Path) -> int:
+    """Start a new run in `run_dir` (which must not hold one already)."""
+    if (run_dir / CONFIG_FILE).exists():
+        raise ConfigError(
+            f"'{run_dir}' already holds a run; continue it with `train --resume {run_dir}` "
+            "or choose another --run-dir"
+        )
+    if cfg.loop.replay_start_steps < cfg.learner.batch_size:
+        raise ConfigError(
+            f"loop.replay_start_steps={cfg.loop.replay_start_steps} must be at least "
+            f"learner.batch_size={cfg.learner.batch_size}"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG_FILE).write_text(to_yaml(cfg))
+    print(f"training {cfg.env.game} into {run_dir}")
+    return Trainer(cfg, run_dir).run()
+
+
+def resume(run_dir: Path, overrides: list[str] | None = None) -> int:
+    """Continue the run in `run_dir` from its checkpoint (overrides may extend it)."""
+    cfg = read_run_config(run_dir)
+    if overrides:
+        cfg = load_config(run_dir / CONFIG_FILE, overrides)
+        if cfg.env.game != read_run_config(run_dir).env.game:
+            raise ConfigError("a resumed run keeps its game; start a new run for another game")
+    state = ckpt.load_state(run_dir)
+    trainer = Trainer(cfg, run_dir)
+    ckpt.check_compatible(state, game=cfg.env.game, n_actions=trainer.n_actions, path=run_dir)
+    trainer.load_state_dict(state)
+    replay = ckpt.replay_path(run_dir)
+    if replay is not None:
+        trainer.ring = FrameRing.load(replay)
+    elif cfg.checkpoint.save_replay:
+        raise ckpt.CheckpointError(f"checkpoint in '{run_dir}' has no replay file")
+    else:
+        # No saved replay: start fresh games and refill the ring before learning again.
+        trainer.ring.start_episodes(np.arange(cfg.loop.num_envs), trainer.envs.reset())
+        trainer.learn_after_steps = trainer.agent_steps + cfg.loop.replay_start_steps
+        print("the checkpoint has no replay (checkpoint.save_replay=false): refilling it first")
+    (run_dir / CONFIG_FILE).write_text(to_yaml(cfg))
+    print(f"resuming {cfg.env.game} in {run_dir} at {trainer.agent_steps:,} agent steps")
+    return trainer.run()

@@ -1,0 +1,196 @@
+"""`make report`: runs' scores beside the paper's, human-normalised, with learning curves.
+
+Reads only what runs write (`config.yaml`, `metrics.csv`, `evals.csv`, `eval.json`), so a
+report can be made anywhere the run directories are copied to. Every row states the frames a
+run trained for: a short run is never silently compared with the paper's 200M-frame figure.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from atari_dqn.config import ConfigError, load_config
+from atari_dqn.scores import human_normalized, paper_scores
+from atari_dqn.stats import bootstrap_ci, iqm
+
+PAPER_FRAMES = 200_000_000  # 50M agent steps x 4 frames (Nature, Methods)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What one run contributes to the report."""
+
+    path: Path
+    game: str
+    seed: int
+    frames: int
+    scores: list[float]
+    source: str  # "eval.json" or "evals.csv (last evaluation)"
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.scores))
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def summarise_run(run_dir: Path) -> RunSummary:
+    """The run's final scores: `eval.json` when `eval` was run, else its last evaluation."""
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"'{run_dir}' is not a run directory (no config.yaml)")
+    cfg = load_config(run_dir / "config.yaml")
+    eval_json = run_dir / "eval.json"
+    if eval_json.is_file():
+        record = json.loads(eval_json.read_text())
+        return RunSummary(
+            run_dir,
+            cfg.env.game,
+            cfg.seed,
+            record["emulator_frames"],
+            record["scores"],
+            "eval.json",
+        )
+    evals = _read_csv(run_dir / "evals.csv")
+    if not evals:
+        raise ConfigError(
+            f"'{run_dir}' has no evaluation yet: run `python -m atari_dqn eval --run-dir {run_dir}`"
+        )
+    last = evals[-1]
+    # evals.csv keeps the summary, not each game: the mean stands for the run.
+    return RunSummary(
+        run_dir,
+        cfg.env.game,
+        cfg.seed,
+        int(last["emulator_frames"]),
+        [float(last["mean_score"])],
+        "evals.csv (last evaluation)",
+    )
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:,.{digits}f}"
+
+
+def game_table(runs: list[RunSummary]) -> str:
+    """One row per game: our mean and CI over all its games and seeds, beside the paper."""
+    by_game: dict[str, list[RunSummary]] = defaultdict(list)
+    for run in runs:
+        by_game[run.game].append(run)
+    lines = [
+        "| game | frames trained | ours (mean, 95% CI) | Nature DQN | random | human "
+        "| ours HNS % | Nature HNS % | seeds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for game, group in sorted(by_game.items()):
+        scores = np.concatenate([r.scores for r in group])
+        mean, low, high = bootstrap_ci(scores)
+        paper = paper_scores(game)
+        frames = sorted({r.frames for r in group})
+        budget = ", ".join(f"{f / 1e6:.1f}M" for f in frames)
+        if max(frames) < PAPER_FRAMES:
+            budget += f" (paper: {PAPER_FRAMES / 1e6:.0f}M)"
+        nature = paper.nature_dqn
+        lines.append(
+            f"| {game} | {budget} | {_fmt(mean)} [{_fmt(low)}, {_fmt(high)}] | {_fmt(nature)} "
+            f"| {_fmt(paper.random)} | {_fmt(paper.human)} | {_fmt(human_normalized(game, mean))} "
+            f"| {_fmt(human_normalized(game, nature) if nature is not None else None)} "
+            f"| {', '.join(str(r.seed) for r in group)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def aggregate(runs: list[RunSummary]) -> dict[str, tuple[float, float, float]]:
+    """Median and interquartile mean of human-normalised scores across games and seeds."""
+    hns = np.array([human_normalized(r.game, r.mean) for r in runs])
+    return {"median": bootstrap_ci(hns, np.median), "IQM": bootstrap_ci(hns, iqm)}
+
+
+def plot_run(run_dir: Path, game: str, out: Path) -> Path:
+    """Evaluation score against frames (Nature's score as a line), loss, mean Q, epsilon, actions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = _read_csv(run_dir / "metrics.csv")
+    evals = _read_csv(run_dir / "evals.csv")
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    ax = axes[0, 0]
+    if evals:
+        x = np.array([int(r["emulator_frames"]) for r in evals]) / 1e6
+        y = np.array([float(r["mean_score"]) for r in evals])
+        lo = np.array([float(r["ci_low"]) for r in evals])
+        hi = np.array([float(r["ci_high"]) for r in evals])
+        ax.plot(x, y, marker="o", label="ours (eval, eps 0.05)")
+        ax.fill_between(x, lo, hi, alpha=0.2)
+    paper = paper_scores(game)
+    if paper.nature_dqn is not None:
+        ax.axhline(paper.nature_dqn, color="k", ls="--", label="Nature DQN (200M frames)")
+    ax.axhline(paper.random, color="grey", ls=":", label="random")
+    ax.set(title=f"{game}: evaluation score", xlabel="emulator frames (M)", ylabel="raw score")
+    ax.legend(fontsize=8)
+    frames = np.array([int(r["emulator_frames"]) for r in metrics]) / 1e6
+    for ax, key, title in (
+        (axes[0, 1], "mean_return_100", "training return (last 100 games)"),
+        (axes[0, 2], "loss", "loss"),
+        (axes[1, 0], "mean_max_q", "mean max Q"),
+        (axes[1, 1], "epsilon", "epsilon"),
+    ):
+        ax.plot(frames, [float(r[key]) for r in metrics])
+        ax.set(title=title, xlabel="emulator frames (M)")
+    ax = axes[1, 2]
+    if metrics:
+        counts = np.array([[int(c) for c in r["action_counts"].split()] for r in metrics], float)
+        fractions = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        ax.stackplot(frames, fractions.T, labels=[f"action {i}" for i in range(counts.shape[1])])
+        ax.legend(fontsize=7, loc="upper right")
+    ax.set(title="action histogram", xlabel="emulator frames (M)", ylabel="fraction")
+    fig.tight_layout()
+    path = out / f"{run_dir.name}.png"
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def write_report(run_dirs: list[Path], out: Path) -> int:
+    """Write `report.md` and one PNG per run into `out`; print the table."""
+    dirs = [d for d in run_dirs if d.is_dir()]
+    if not dirs:
+        raise ConfigError(f"no run directories among {', '.join(map(str, run_dirs))}")
+    runs = [summarise_run(d) for d in dirs]
+    out.mkdir(parents=True, exist_ok=True)
+    table = game_table(runs)
+    agg = aggregate(runs)
+    lines = ["# atari-dqn report", "", table, "## Aggregate (human-normalised %)", ""]
+    for name, (point, low, high) in agg.items():
+        lines.append(
+            f"- {name}: {point:.1f} (95% bootstrap CI [{low:.1f}, {high:.1f}]) "
+            f"over {len(runs)} run(s)"
+        )
+    lines += ["", "## Runs", ""]
+    for run in runs:
+        png = plot_run(run.path, run.game, out)
+        lines += [
+            f"### {run.path.name}",
+            f"{run.game}, seed {run.seed}, {run.frames:,} frames; score from {run.source}.",
+            "",
+            f"![{run.path.name}]({png.name})",
+            "",
+        ]
+    (out / "report.md").write_text("\n".join(lines))
+    print(table)
+    for name, (point, low, high) in agg.items():
+        print(f"{name} human-normalised: {point:.1f}% [{low:.1f}, {high:.1f}]")
+    print(f"wrote {out / 'report.md'}")
+    return 0

@@ -1,0 +1,65 @@
+"""The command line: bad input is one clear line and status 2, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "atari_dqn", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_games_lists_breakout_with_its_four_actions():
+    result = cli("games")
+    assert result.returncode == 0
+    line = next(x for x in result.stdout.splitlines() if x.split()[0] == "Breakout")
+    assert "4 actions" in line
+    assert len(result.stdout.splitlines()) > 50
+
+
+def test_misspelt_game_suggests_the_right_one():
+    result = cli("train", "--dry-run", "--game", "Breakot")
+    assert result.returncode == 2
+    assert "did you mean 'Breakout'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_dry_run_prints_the_resolved_config():
+    result = cli("train", "--dry-run", "--game", "ALE/Pong-v5", "replay.capacity=1000")
+    assert result.returncode == 0, result.stderr
+    cfg = yaml.safe_load(result.stdout)
+    assert cfg["env"]["game"] == "Pong"
+    assert cfg["replay"]["capacity"] == 1000
+    assert cfg["learner"]["learning_rate"] == 0.00025
+
+
+def test_bad_override_is_one_line_with_status_2():
+    result = cli("train", "--dry-run", "--game", "Breakout", "replay.capcity=10")
+    assert result.returncode == 2
+    assert "did you mean 'capacity'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_eval_of_a_missing_run_directory_is_a_clear_error(tmp_path):
+    result = cli("eval", "--run-dir", str(tmp_path / "nope"))
+    assert result.returncode == 2
+    assert "not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_every_command_has_help():
+    for command in ("train", "eval", "bench", "report", "games"):
+        assert cli(command, "--help").returncode == 0

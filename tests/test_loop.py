@@ -1,0 +1,163 @@
+"""The training loop end to end on a real game: schedule, logs, checkpoints, resume, Ctrl-C."""
+
+from __future__ import annotations
+
+import csv
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from atari_dqn import checkpoint as ckpt
+from atari_dqn.config import Config, ConfigError, load_config
+from atari_dqn.loop import epsilon_at, resume, train, updates_due
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "configs" / "smoke.yaml"
+QUIET = ["logging.progress=false", "learner.torch_threads=1"]
+
+
+def smoke(*overrides: str) -> Config:
+    return load_config(SMOKE, [*QUIET, *overrides])
+
+
+def test_epsilon_is_one_through_replay_start_then_anneals_linearly_over_1m_steps():
+    cfg = Config()
+    assert epsilon_at(cfg, 0) == 1.0
+    assert epsilon_at(cfg, 50_000) == 1.0
+    assert epsilon_at(cfg, 50_000 + 500_000) == pytest.approx(0.55)
+    assert epsilon_at(cfg, 1_050_000) == pytest.approx(0.1)
+    assert epsilon_at(cfg, 5_000_000) == pytest.approx(0.1)
+
+
+def test_one_update_per_four_agent_steps_after_replay_start_whatever_the_env_count():
+    cfg = Config()
+    assert updates_due(cfg, 50_000) == 0
+    assert updates_due(cfg, 50_003) == 0
+    assert updates_due(cfg, 50_004) == 1
+    assert updates_due(cfg, 50_000 + 4 * 1000) == 1000
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_smoke_run_learns_and_writes_metrics_tensorboard_evals_and_a_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    assert train(smoke(), run) == 0
+    rows = read_csv(run / "metrics.csv")
+    assert [int(r["agent_steps"]) for r in rows] == list(range(500, 3001, 500))
+    learning = [r for r in rows if int(r["updates"]) > 0]
+    assert learning and all(math.isfinite(float(r["loss"])) for r in learning)
+    assert int(rows[-1]["updates"]) == (3000 - 500) // 4
+    assert len(rows[-1]["action_counts"].split()) == 4
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    evals = read_csv(run / "evals.csv")
+    assert [int(r["agent_steps"]) for r in evals] == [1500, 3000]
+    assert all(int(r["episodes"]) == 2 for r in evals)
+    state = ckpt.load_state(run)
+    assert state["counters"]["agent_steps"] == 3000
+    assert ckpt.replay_path(run) is not None
+    assert (run / "config.yaml").is_file()
+
+
+def test_a_run_directory_is_never_overwritten(tmp_path):
+    run = tmp_path / "run"
+    train(smoke("loop.total_steps=600", "eval.interval_steps=0"), run)
+    with pytest.raises(ConfigError, match="--resume"):
+        train(smoke(), run)
+
+
+@pytest.mark.parametrize("num_envs", [1, 2])
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path, num_envs):
+    # Exact: env emulator and RNG states, the replay, the prefetched batch, the optimiser and
+    # every RNG are checkpointed, so the resumed run sees the very same data.
+    base = (
+        "eval.interval_steps=0",
+        "replay.capacity=2000",
+        "loop.replay_start_steps=300",
+        "learner.target_update_steps=200",
+        "checkpoint.interval_steps=100000",
+        f"loop.num_envs={num_envs}",
+    )
+    full, split = tmp_path / "full", tmp_path / "split"
+    assert train(smoke(*base, "loop.total_steps=1200"), full) == 0
+    assert train(smoke(*base, "loop.total_steps=600"), split) == 0
+    assert resume(split, ["loop.total_steps=1200"]) == 0
+    a, b = ckpt.load_state(full), ckpt.load_state(split)
+    assert a["counters"] == b["counters"]
+    assert a["recent_returns"] == b["recent_returns"]
+    for key, value in a["learner"]["online"].items():
+        assert torch.equal(value, b["learner"]["online"][key]), key
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    run = tmp_path / "run"
+    train(smoke("loop.total_steps=600", "eval.interval_steps=0"), run)
+    (run / "checkpoint" / "state.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ckpt.CheckpointError, match="corrupt"):
+        resume(run)
+
+
+def test_checkpoint_of_another_game_is_refused(tmp_path):
+    run = tmp_path / "run"
+    train(smoke("loop.total_steps=600", "eval.interval_steps=0"), run)
+    state = ckpt.load_state(run)
+    with pytest.raises(ckpt.CheckpointError, match="for Breakout with 4 actions, not Pong"):
+        ckpt.check_compatible(state, game="Pong", n_actions=6, path=run)
+    with pytest.raises(ConfigError, match="keeps its game"):
+        resume(run, ["env.game=Pong"])
+
+
+def test_missing_run_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        resume(tmp_path / "nope")
+
+
+def test_interrupted_checkpoint_write_leaves_the_previous_one_loadable(tmp_path):
+    run = tmp_path / "run"
+    train(smoke("loop.total_steps=600", "eval.interval_steps=0"), run)
+    # A crash between the two renames leaves only checkpoint.old/: it is still found.
+    (run / "checkpoint").rename(run / "checkpoint.old")
+    (run / "checkpoint.tmp").mkdir()
+    assert ckpt.load_state(run)["counters"]["agent_steps"] == 600
+
+
+def test_sigint_saves_a_checkpoint_and_prints_how_to_resume(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "atari_dqn",
+            "train",
+            "--game",
+            "Breakout",
+            "--config",
+            str(SMOKE),
+            "--run-dir",
+            str(run),
+            *QUIET,
+            "loop.total_steps=10000000",
+            "eval.interval_steps=0",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert f"--resume {run}" in out
+    assert "Traceback" not in out
+    assert ckpt.load_state(run)["counters"]["agent_steps"] > 0
