@@ -13,7 +13,7 @@ from pathlib import Path
 from atari_dqn.config import ConfigError, load_config, to_yaml, valid_keys
 
 DEFAULT_CONFIG = "configs/nature.yaml"
-BENCH_PARTS = ("env", "replay", "learner", "e2e")
+BENCH_PARTS = ("env", "replay", "learner", "e2e")  # atari_dqn.bench.suite.PARTS, kept light
 
 
 def _cmd_games(args: argparse.Namespace) -> int:
@@ -55,18 +55,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    from atari_dqn.bench import suite
+
     if args.compare:
-        from atari_dqn.bench.compare import compare
-
-        return compare(Path(args.compare[0]), Path(args.compare[1]))
+        return suite.compare(Path(args.compare[0]), Path(args.compare[1]))
     if not args.part:
-        raise ConfigError(f"bench needs a part: one of {', '.join(BENCH_PARTS)}, all")
-    import importlib
+        raise ConfigError(f"bench needs a part: one of {', '.join(suite.PARTS)}, all")
+    if args.part == "all":
+        suite.run(quick=args.quick, out_dir=args.out)
+    else:
+        import importlib
 
-    parts = BENCH_PARTS if args.part == "all" else (args.part,)
-    for part in parts:
-        module = importlib.import_module(f"atari_dqn.bench.{part}")
-        module.run(quick=args.quick, out_dir=args.out)
+        importlib.import_module(f"atari_dqn.bench.{args.part}").run(
+            quick=args.quick, out_dir=args.out
+        )
     return 0
 
 

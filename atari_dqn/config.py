@@ -88,12 +88,12 @@ class LearnerConfig:
     """`auto` (CUDA when present, else CPU), `cpu`, `cuda` or `cuda:N`."""
     torch_threads: int = 0
     """Intra-op threads for torch on the CPU; 0 keeps torch's default."""
-    channels_last: bool = False
-    """Run the convolutions in channels-last memory format."""
+    channels_last: bool = True
+    """Channels-last convolutions: faster kernels, the same fp32 maths."""
     bf16_autocast: bool = False
     """bfloat16 autocast for forward passes (changes the maths; off for faithfulness)."""
-    compile: bool = False
-    """torch.compile the update step."""
+    compile: bool = True
+    """torch.compile the update step (fp32 as eager; falls back to eager if it fails)."""
 
 
 @dataclass(frozen=True)

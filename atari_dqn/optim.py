@@ -68,6 +68,14 @@ class DeepMindRMSprop(torch.optim.Optimizer):
             "min_squared_gradient": min_squared_gradient,
         }
         super().__init__(params, defaults)
+        # State made up front, not on the first step: a compiled `step` then traces one
+        # graph, the same in a fresh run and in a resumed one (which loads this state).
+        for group in self.param_groups:
+            for p in group["params"]:
+                self.state[p]["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                self.state[p]["square_avg"] = torch.zeros_like(
+                    p, memory_format=torch.preserve_format
+                )
 
     @torch.no_grad()
     def step(self, closure=None):  # noqa: ANN001 - torch.optim.Optimizer's signature
@@ -84,9 +92,6 @@ class DeepMindRMSprop(torch.optim.Optimizer):
                 if p.grad.is_sparse:
                     raise RuntimeError("DeepMindRMSprop does not support sparse gradients")
                 state = self.state[p]
-                if not state:
-                    state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 params.append(p)
                 grads.append(p.grad)
                 grad_avgs.append(state["grad_avg"])

@@ -83,6 +83,12 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def record_stem(name: str | None, machine: dict[str, Any]) -> str:
+    """`<date>-<host>[-<name>]`: one record per benchmark, machine and day."""
+    now = _dt.datetime.now(_dt.timezone.utc)
+    return f"{now:%Y-%m-%d}-{machine['host']}" + (f"-{name}" if name else "")
+
+
 def write_results(
     name: str,
     rows: list[dict[str, Any]],
@@ -97,7 +103,7 @@ def write_results(
     out_dir.mkdir(parents=True, exist_ok=True)
     machine = machine_info()
     now = _dt.datetime.now(_dt.timezone.utc)
-    stem = f"{now:%Y-%m-%d}-{machine['host']}-{name}"
+    stem = record_stem(name, machine)
     record = {
         "benchmark": name,
         "time_utc": now.isoformat(timespec="seconds"),
