@@ -167,7 +167,8 @@ class Trainer:
             start_step=self.agent_steps,
             game=cfg.env.game,
         )
-        if cfg.replay.prefetch:
+        prefetch = cfg.replay.prefetch
+        if prefetch == "always" or (prefetch == "auto" and self.learner.device.type == "cuda"):
             self.prefetch = Prefetcher(
                 self.ring, cfg.learner.batch_size, self.learner.device, pending=self.pending_batch
             )

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from atari_dqn.config import ConfigError, load_config
-from atari_dqn.scores import human_normalized, paper_scores
+from atari_dqn.scores import PaperScores, human_normalized, paper_scores
 from atari_dqn.stats import bootstrap_ci, iqm
 
 PAPER_FRAMES = 200_000_000  # 50M agent steps x 4 frames (Nature, Methods)
@@ -78,6 +78,14 @@ def summarise_run(run_dir: Path) -> RunSummary:
     )
 
 
+def _paper(game: str) -> PaperScores | None:
+    """The paper's figures for `game`, or None for a game outside its tables."""
+    try:
+        return paper_scores(game)
+    except KeyError:
+        return None
+
+
 def _fmt(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:,.{digits}f}"
 
@@ -95,29 +103,36 @@ def game_table(runs: list[RunSummary]) -> str:
     for game, group in sorted(by_game.items()):
         scores = np.concatenate([r.scores for r in group])
         mean, low, high = bootstrap_ci(scores)
-        paper = paper_scores(game)
+        paper = _paper(game)
         frames = sorted({r.frames for r in group})
-        budget = ", ".join(f"{f / 1e6:.1f}M" for f in frames)
+        budget = ", ".join(f"{f / 1e6:.1f}M" if f >= 100_000 else f"{f:,}" for f in frames)
         if max(frames) < PAPER_FRAMES:
             budget += f" (paper: {PAPER_FRAMES / 1e6:.0f}M)"
-        nature = paper.nature_dqn
+        nature = paper.nature_dqn if paper else None
+        ours_hns = human_normalized(game, mean) if paper else None
+        nature_hns = human_normalized(game, nature) if nature is not None else None
         lines.append(
             f"| {game} | {budget} | {_fmt(mean)} [{_fmt(low)}, {_fmt(high)}] | {_fmt(nature)} "
-            f"| {_fmt(paper.random)} | {_fmt(paper.human)} | {_fmt(human_normalized(game, mean))} "
-            f"| {_fmt(human_normalized(game, nature) if nature is not None else None)} "
+            f"| {_fmt(paper.random if paper else None)} | {_fmt(paper.human if paper else None)} "
+            f"| {_fmt(ours_hns)} | {_fmt(nature_hns)} "
             f"| {', '.join(str(r.seed) for r in group)} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def aggregate(runs: list[RunSummary]) -> dict[str, tuple[float, float, float]]:
-    """Median and interquartile mean of human-normalised scores across games and seeds."""
-    hns = np.array([human_normalized(r.game, r.mean) for r in runs])
+    """Median and interquartile mean of human-normalised scores across games and seeds.
+
+    Runs of games outside the paper's tables have no human score and are left out.
+    """
+    hns = np.array([human_normalized(r.game, r.mean) for r in runs if _paper(r.game)])
+    if hns.size == 0:
+        return {}
     return {"median": bootstrap_ci(hns, np.median), "IQM": bootstrap_ci(hns, iqm)}
 
 
 def plot_run(run_dir: Path, game: str, out: Path) -> Path:
-    """Evaluation score against frames (Nature's score as a line), loss, mean Q, epsilon, actions."""
+    """Eval score against frames (Nature's score as a line), loss, mean Q, epsilon, actions."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,10 +149,11 @@ def plot_run(run_dir: Path, game: str, out: Path) -> Path:
         hi = np.array([float(r["ci_high"]) for r in evals])
         ax.plot(x, y, marker="o", label="ours (eval, eps 0.05)")
         ax.fill_between(x, lo, hi, alpha=0.2)
-    paper = paper_scores(game)
-    if paper.nature_dqn is not None:
+    paper = _paper(game)
+    if paper is not None and paper.nature_dqn is not None:
         ax.axhline(paper.nature_dqn, color="k", ls="--", label="Nature DQN (200M frames)")
-    ax.axhline(paper.random, color="grey", ls=":", label="random")
+    if paper is not None:
+        ax.axhline(paper.random, color="grey", ls=":", label="random")
     ax.set(title=f"{game}: evaluation score", xlabel="emulator frames (M)", ylabel="raw score")
     ax.legend(fontsize=8)
     frames = np.array([int(r["emulator_frames"]) for r in metrics]) / 1e6

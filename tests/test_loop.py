@@ -74,8 +74,8 @@ def test_a_run_directory_is_never_overwritten(tmp_path):
         train(smoke(), run)
 
 
-@pytest.mark.parametrize("num_envs", [1, 2])
-def test_resumed_run_matches_an_uninterrupted_one(tmp_path, num_envs):
+@pytest.mark.parametrize(("num_envs", "prefetch"), [(1, "never"), (2, "always")])
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path, num_envs, prefetch):
     # Exact: env emulator and RNG states, the replay, the prefetched batch, the optimiser and
     # every RNG are checkpointed, so the resumed run sees the very same data.
     base = (
@@ -85,6 +85,7 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path, num_envs):
         "learner.target_update_steps=200",
         "checkpoint.interval_steps=100000",
         f"loop.num_envs={num_envs}",
+        f"replay.prefetch={prefetch}",
     )
     full, split = tmp_path / "full", tmp_path / "split"
     assert train(smoke(*base, "loop.total_steps=1200"), full) == 0

@@ -40,11 +40,14 @@ TARGET_RATIO = 0.9  # our fp32 update rate at least 90% of the bare loop's
 # measured); bf16 keeps 8 mantissa bits, which shows as a few % of drift.
 FP32_TOLERANCE = {"loss_rtol": 1e-3, "drift_tol": 1e-3}
 BF16_TOLERANCE = {"loss_rtol": 3e-2, "drift_tol": 0.2}
+# Each mode switches on its options over plain eager fp32 (all speed options off).
+EAGER = {"channels_last": False, "bf16_autocast": False, "compile": False}
 MODES = {
     "fp32": {},
     "channels_last": {"channels_last": True},
     "bf16_autocast": {"bf16_autocast": True},
     "compile": {"compile": True},
+    "default (compile + channels_last)": {"compile": True, "channels_last": True},
 }
 
 
@@ -124,7 +127,8 @@ def _drift(net: torch.nn.Module, reference: torch.nn.Module, start: torch.Tensor
 
 
 def _learner(device: torch.device, threads: int, batch_size: int = 32, **mode: bool) -> Learner:
-    cfg = LearnerConfig(device=str(device), torch_threads=threads, batch_size=batch_size, **mode)
+    options = {**EAGER, **mode}
+    cfg = LearnerConfig(device=str(device), torch_threads=threads, batch_size=batch_size, **options)
     return Learner(N_ACTIONS, cfg, seed=0)
 
 

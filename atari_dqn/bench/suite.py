@@ -87,6 +87,47 @@ def plot_headlines(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _rows(out_dir: Path, part: str, machine: dict[str, Any]) -> list[dict[str, Any]]:
+    path = out_dir / f"{record_stem(part, machine)}.json"
+    return json.loads(path.read_text())["rows"] if path.is_file() else []
+
+
+def plot_scaling(out_dir: Path, machine: dict[str, Any], path: Path) -> list[dict[str, Any]]:
+    """Agent steps/s against envs (env stepping, end to end) and update cost against batch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    env = [r for r in _rows(out_dir, "env", machine) if r["config"].startswith("ours VectorEnv")]
+    e2e = _rows(out_dir, "e2e", machine)
+    batch = [r for r in _rows(out_dir, "learner", machine) if r["part"].startswith("batch scal")]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    if env:
+        left.plot([r["envs"] for r in env], [r["agent_steps_per_s"] for r in env], "o-",
+                  label="env stepping (random actions)")  # fmt: skip
+    if e2e:
+        left.plot([r["envs"] for r in e2e], [r["ours steps/s"] for r in e2e], "s-",
+                  label="end-to-end training")  # fmt: skip
+    left.set(xscale="log", yscale="log", xlabel="envs", ylabel="agent steps/s",
+             title=f"scaling with envs ({machine['cores']} cores)")  # fmt: skip
+    left.set_xticks([1, 2, 4, 8], ["1", "2", "4", "8"])
+    left.legend()
+    if batch:
+        sizes = [int(r["contender"].split()[-1]) for r in batch]
+        right.plot(sizes, [r["ms_per_update"] for r in batch], "o-")
+    right.set(xscale="log", yscale="log", xlabel="batch size", ylabel="ms per update",
+              title="update cost against batch size (fp32)")  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    curve = [{"envs": r["envs"], "env steps/s": r["agent_steps_per_s"]} for r in env]
+    for row in curve:
+        match = [r["ours steps/s"] for r in e2e if r["envs"] == row["envs"]]
+        row["training steps/s"] = match[0] if match else None
+    return curve
+
+
 def update_readme(section: str, readme: Path = README) -> bool:
     """Replace the README's performance block with `section`; False when there is none."""
     if not readme.is_file():
@@ -118,11 +159,15 @@ def run(quick: bool = False, out_dir: Path | str = RESULTS_DIR) -> dict[str, Any
     where = f"{machine['cpu']}, {machine['cores']} cores, {gpu}"
     plot = out_dir / f"{stem}.png"
     plot_headlines(rows, plot, f"atari-dqn vs peers ({where})")
+    scaling_plot = out_dir / f"{stem}-scaling.png"
+    curve = plot_scaling(out_dir, machine, scaling_plot)
     mode = "python -m atari_dqn bench all" + (" --quick" if quick else "")
     section = (
         f"Measured by `{mode}` (`make bench`) on {where}; each ratio compares ours with the "
         f"peer in the same run. Full records: `{out_dir / stem}.json` and the per-part "
         f"files beside it.\n\n{markdown_table(rows)}\n![benchmark ratios]({plot.as_posix()})\n"
+        f"\nScaling with the number of envs (agent steps/s):\n\n{markdown_table(curve)}\n"
+        f"![scaling]({scaling_plot.as_posix()})\n"
     )
     (out_dir / f"{stem}.md").write_text(f"# Benchmarks\n\n{section}")
     if update_readme(section):

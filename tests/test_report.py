@@ -1,0 +1,77 @@
+"""`make report` from synthetic run directories: table rows, aggregate CI, plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from atari_dqn.config import ConfigError, load_config, to_yaml
+from atari_dqn.logs import CsvLog
+from atari_dqn.report import aggregate, summarise_run, write_report
+from atari_dqn.scores import human_normalized
+
+
+def fake_run(root: Path, game: str, seed: int, eval_scores: list[float], frames: int) -> Path:
+    """A run directory as `train` writes it, with made-up but well-formed contents."""
+    run = root / f"{game}-{seed}"
+    run.mkdir(parents=True)
+    cfg = load_config(None, [f"seed={seed}"], game=game)
+    (run / "config.yaml").write_text(to_yaml(cfg))
+    metrics, evals = CsvLog(run / "metrics.csv"), CsvLog(run / "evals.csv")
+    for i in range(1, 5):
+        steps = i * frames // 16
+        metrics.write({"agent_steps": steps, "emulator_frames": steps * 4, "epsilon": 1.0 / i,
+                       "loss": 0.1 / i, "mean_max_q": 0.2 * i, "mean_return_100": float(i),
+                       "action_counts": "10 20 30 40"})  # fmt: skip
+        mean = float(np.mean(eval_scores)) * i / 4
+        evals.write({"agent_steps": steps, "emulator_frames": steps * 4, "episodes": 30,
+                     "mean_score": mean, "ci95": 1.0, "ci_low": mean - 1,
+                     "ci_high": mean + 1})  # fmt: skip
+    (run / "eval.json").write_text(
+        json.dumps({"emulator_frames": frames, "scores": eval_scores, "game": game})
+    )
+    return run
+
+
+def test_report_puts_our_scores_beside_the_papers_and_draws_each_run(tmp_path, capsys):
+    runs = [
+        fake_run(tmp_path / "runs", "Breakout", 0, [10.0, 12.0, 14.0], 10_000_000),
+        fake_run(tmp_path / "runs", "Breakout", 1, [20.0, 22.0, 24.0], 10_000_000),
+        fake_run(tmp_path / "runs", "Pong", 0, [-20.0, -19.0, -21.0], 200_000_000),
+    ]
+    out = tmp_path / "report"
+    assert write_report(runs, out) == 0
+    text = (out / "report.md").read_text()
+    breakout = next(line for line in text.splitlines() if line.startswith("| Breakout"))
+    cells = [c.strip() for c in breakout.strip("|").split("|")]
+    assert cells[1] == "10.0M (paper: 200M)"  # a short run is labelled as such
+    assert cells[2].startswith("17.0 [")  # mean over both seeds' games
+    assert cells[3] == "401.2" and cells[4] == "1.7" and cells[5] == "31.8"
+    assert float(cells[6]) == pytest.approx(human_normalized("Breakout", 17.0), abs=0.05)
+    assert cells[8] == "0, 1"
+    pong = next(line for line in text.splitlines() if line.startswith("| Pong"))
+    assert "(paper:" not in pong
+    for run in runs:
+        assert (out / f"{run.name}.png").stat().st_size > 10_000
+    assert "IQM" in text and "median" in text
+
+
+def test_aggregate_gives_median_and_iqm_with_intervals(tmp_path):
+    runs = [summarise_run(fake_run(tmp_path, "Breakout", s, [1.7 + 30.1 * s / 4], 1000))
+            for s in range(5)]  # fmt: skip
+    agg = aggregate(runs)
+    point, low, high = agg["median"]
+    assert point == pytest.approx(50.0)  # human-normalised 0, 25, 50, 75, 100
+    assert low <= point <= high
+    assert agg["IQM"][0] == pytest.approx(50.0)
+
+
+def test_report_of_a_directory_that_is_not_a_run_is_a_clear_error(tmp_path):
+    (tmp_path / "junk").mkdir()
+    with pytest.raises(ConfigError, match="not a run directory"):
+        write_report([tmp_path / "junk"], tmp_path / "out")
+    with pytest.raises(ConfigError, match="no run directories"):
+        write_report([tmp_path / "missing"], tmp_path / "out")
