@@ -1,4 +1,4 @@
-"""Replay and learner together: the action stored with a frame is the one credited with its reward."""
+"""Replay and learner together: each reward is credited to the action that earned it."""
 
 from __future__ import annotations
 
