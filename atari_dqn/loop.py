@@ -268,6 +268,7 @@ class Trainer:
                 "ci_high": result.ci_high,
                 "min_score": min(result.scores),
                 "max_score": max(result.scores),
+                "scores": " ".join(f"{x:g}" for x in result.scores),
             }
         )
 

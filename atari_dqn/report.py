@@ -67,13 +67,14 @@ def summarise_run(run_dir: Path) -> RunSummary:
             f"'{run_dir}' has no evaluation yet: run `python -m atari_dqn eval --run-dir {run_dir}`"
         )
     last = evals[-1]
-    # evals.csv keeps the summary, not each game: the mean stands for the run.
+    # Each game's score when recorded; older runs kept only the mean, which then stands in.
+    scores = [float(x) for x in last.get("scores", "").split()] or [float(last["mean_score"])]
     return RunSummary(
         run_dir,
         cfg.env.game,
         cfg.seed,
         int(last["emulator_frames"]),
-        [float(last["mean_score"])],
+        scores,
         "evals.csv (last evaluation)",
     )
 

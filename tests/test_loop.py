@@ -61,6 +61,7 @@ def test_smoke_run_learns_and_writes_metrics_tensorboard_evals_and_a_checkpoint(
     evals = read_csv(run / "evals.csv")
     assert [int(r["agent_steps"]) for r in evals] == [1500, 3000]
     assert all(int(r["episodes"]) == 2 for r in evals)
+    assert all(len(r["scores"].split()) == 2 for r in evals)
     state = ckpt.load_state(run)
     assert state["counters"]["agent_steps"] == 3000
     assert ckpt.replay_path(run) is not None

@@ -355,3 +355,16 @@ def test_pending_batch_carries_the_prefetch_stream_through_a_checkpoint():
     with Prefetcher(restored, 8, "cpu", pending=pending) as resumed:
         for expected in uninterrupted:
             np.testing.assert_array_equal(resumed.next().obs.numpy(), expected)
+
+
+def test_batches_for_an_accelerator_copy_the_five_frame_window_once():
+    # The non-CPU path of to_tensors / Prefetcher, run on torch's "meta" device (no GPU here):
+    # one copy of the (B, 5, H, W) window, with obs and next_obs as views of it.
+    (ring, _), _ = _stepped_rings()
+    with Prefetcher(ring, 8, "meta") as prefetcher:
+        prefetched = prefetcher.next()
+    for tensors in (to_tensors(ring.sample(8), "meta"), prefetched):
+        assert tensors.obs.device.type == "meta" and tensors.action.device.type == "meta"
+        assert tensors.obs.shape == tensors.next_obs.shape == (8, 4, *SMALL)
+        assert tensors.obs.untyped_storage().nbytes() == 8 * 5 * SMALL[0] * SMALL[1]
+        assert tensors.next_obs.storage_offset() == SMALL[0] * SMALL[1]

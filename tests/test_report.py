@@ -75,3 +75,15 @@ def test_report_of_a_directory_that_is_not_a_run_is_a_clear_error(tmp_path):
         write_report([tmp_path / "junk"], tmp_path / "out")
     with pytest.raises(ConfigError, match="no run directories"):
         write_report([tmp_path / "missing"], tmp_path / "out")
+
+
+def test_without_eval_json_the_last_evaluation_during_training_stands_for_the_run(tmp_path):
+    run = fake_run(tmp_path, "Pong", 0, [-20.0], 4000)
+    (run / "eval.json").unlink()
+    (run / "evals.csv").unlink()
+    CsvLog(run / "evals.csv").write({"agent_steps": 2000, "emulator_frames": 8000,
+                                     "mean_score": -19.0, "scores": "-20 -18"})  # fmt: skip
+    summary = summarise_run(run)
+    assert summary.scores == [-20.0, -18.0]
+    assert summary.frames == 8000
+    assert summary.source.startswith("evals.csv")
