@@ -69,6 +69,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         importlib.import_module(f"atari_dqn.bench.{args.part}").run(
             quick=args.quick, out_dir=args.out
         )
+        suite.summarise(args.out)
     return 0
 
 

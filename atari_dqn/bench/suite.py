@@ -142,18 +142,37 @@ def update_readme(section: str, readme: Path = README) -> bool:
 
 
 def run(quick: bool = False, out_dir: Path | str = RESULTS_DIR) -> dict[str, Any]:
-    """Run every part, then write the combined record, the plot and the README section."""
-    out_dir = Path(out_dir)
-    summaries = {}
+    """Run every part, then write the combined record, the plots and the README section."""
     for part in PARTS:
         print(f"== bench {part}", flush=True)
-        summaries[part] = importlib.import_module(f"atari_dqn.bench.{part}").run(
-            quick=quick, out_dir=out_dir
-        )
+        importlib.import_module(f"atari_dqn.bench.{part}").run(quick=quick, out_dir=out_dir)
+    return summarise(out_dir)
+
+
+def summarise(out_dir: Path | str = RESULTS_DIR) -> dict[str, Any]:
+    """The combined record, plots and README section from this machine's latest part records.
+
+    Called after `bench all` and after any single part, so the README always shows the
+    latest measurement of each part on this machine.
+    """
+    out_dir = Path(out_dir)
     machine = machine_info()
+    records = {}
+    for part in PARTS:
+        path = out_dir / f"{record_stem(part, machine)}.json"
+        if path.is_file():
+            records[part] = json.loads(path.read_text())
+    if not records:
+        return {}
+    summaries = {part: record["summary"] for part, record in records.items()}
     stem = record_stem(None, machine)
     rows = headline_rows(summaries)
-    record = {"machine": machine, "quick": quick, "headlines": rows, "parts": summaries}
+    record = {
+        "machine": machine,
+        "commands": {part: r["command"] for part, r in records.items()},
+        "headlines": rows,
+        "parts": summaries,
+    }
     (out_dir / f"{stem}.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     gpu = machine["gpu"] or "no GPU"
     where = f"{machine['cpu']}, {machine['cores']} cores, {gpu}"
@@ -161,11 +180,12 @@ def run(quick: bool = False, out_dir: Path | str = RESULTS_DIR) -> dict[str, Any
     plot_headlines(rows, plot, f"atari-dqn vs peers ({where})")
     scaling_plot = out_dir / f"{stem}-scaling.png"
     curve = plot_scaling(out_dir, machine, scaling_plot)
-    mode = "python -m atari_dqn bench all" + (" --quick" if quick else "")
+    when = ", ".join(f"{part} {r['time_utc'][:16]}" for part, r in records.items())
     section = (
-        f"Measured by `{mode}` (`make bench`) on {where}; each ratio compares ours with the "
-        f"peer in the same run. Full records: `{out_dir / stem}.json` and the per-part "
-        f"files beside it.\n\n{markdown_table(rows)}\n![benchmark ratios]({plot.as_posix()})\n"
+        f"Measured by `python -m atari_dqn bench all` (`make bench`) on {where} (UTC: {when}); "
+        f"each ratio compares ours with the peer in the same run. Full records: "
+        f"`{out_dir / stem}.json` and the per-part files beside it.\n\n{markdown_table(rows)}\n"
+        f"![benchmark ratios]({plot.as_posix()})\n"
         f"\nScaling with the number of envs (agent steps/s):\n\n{markdown_table(curve)}\n"
         f"![scaling]({scaling_plot.as_posix()})\n"
     )
