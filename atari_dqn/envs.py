@@ -112,6 +112,11 @@ def list_games() -> list[tuple[str, int]]:
 # One environment
 
 
+def env_overrides(cfg: EnvConfig) -> dict[str, Any]:
+    """Every field of `cfg` but the game: the keyword arguments of make_env and VectorEnv."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "game"}
+
+
 def env_config(game: str, **overrides: Any) -> EnvConfig:
     """An EnvConfig for `game` with `overrides`, checked like a config file's `env` section."""
     return from_dict({"env": {"game": game, **overrides}}).env

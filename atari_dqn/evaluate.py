@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from atari_dqn.config import Config, ConfigError, from_dict, to_dict
-from atari_dqn.envs import VectorEnv
+from atari_dqn.envs import VectorEnv, env_overrides
 from atari_dqn.replay import FrameRing
 from atari_dqn.stats import bootstrap_ci
 
@@ -40,8 +40,7 @@ class EvalResult:
 
 def eval_env_overrides(cfg: Config) -> dict:
     """Env settings for scoring: the training preprocessing, with the paper's evaluation rules."""
-    env = to_dict(cfg)["env"]
-    del env["game"]
+    env = env_overrides(cfg.env)
     env.update(
         noop_max=cfg.eval.noop_max,
         max_episode_frames=cfg.eval.max_episode_frames,

@@ -21,7 +21,7 @@ import torch
 
 from atari_dqn import checkpoint as ckpt
 from atari_dqn.config import Config, ConfigError, load_config, to_dict, to_yaml
-from atari_dqn.envs import VectorEnv
+from atari_dqn.envs import VectorEnv, env_overrides
 from atari_dqn.evaluate import evaluate
 from atari_dqn.learner import Learner
 from atari_dqn.logs import RunLogs
@@ -64,12 +64,6 @@ def read_run_config(run_dir: Path) -> Config:
     return load_config(path)
 
 
-def _env_overrides(cfg: Config) -> dict[str, Any]:
-    env = to_dict(cfg)["env"]
-    del env["game"]
-    return env
-
-
 class _StopRequest:
     """Turns SIGINT/SIGTERM into a flag the loop checks between steps, so it can checkpoint."""
 
@@ -99,7 +93,7 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = run_dir
         n = cfg.loop.num_envs
-        self.envs = VectorEnv(cfg.env.game, n, seed=cfg.seed, **_env_overrides(cfg))
+        self.envs = VectorEnv(cfg.env.game, n, seed=cfg.seed, **env_overrides(cfg.env))
         self.n_actions = self.envs.n_actions
         self.ring = FrameRing(
             cfg.replay.capacity, n, history_length=cfg.replay.history_length, seed=cfg.seed
