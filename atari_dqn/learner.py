@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import warnings
 from typing import Protocol
 
@@ -112,6 +113,9 @@ class Learner:
         self._loss_fn = self._forward_loss
         self._step_fn = self.optimizer.step
         if cfg.compile:
+            # Compiling optimizer.step logs that torch.optim's profiler annotation is
+            # ignored: harmless, and it would break into the progress bar.
+            logging.getLogger("torch._dynamo.variables.ctx_manager").setLevel(logging.ERROR)
             self._loss_fn = torch.compile(self._forward_loss)
             self._step_fn = torch.compile(self.optimizer.step)
         self._compiled_ok = False  # set once a compiled step has run

@@ -101,6 +101,10 @@ class Progress:
     def update(self, step: int, info: str) -> None:
         self._bar.update(self._task, completed=step, info=info)
 
+    def advance(self, step: int) -> None:
+        """Move the bar between logging intervals, keeping the last interval's figures."""
+        self._bar.update(self._task, completed=step)
+
     def print(self, message: str) -> None:
         self._bar.console.print(message)
 
@@ -112,6 +116,8 @@ class NullProgress:
     """No bar; messages still reach the terminal."""
 
     def update(self, step: int, info: str) -> None: ...
+
+    def advance(self, step: int) -> None: ...
 
     def print(self, message: str) -> None:
         print(message, flush=True)

@@ -29,6 +29,7 @@ from atari_dqn.replay import FrameRing, Prefetcher, to_tensors
 
 CONFIG_FILE = "config.yaml"
 _RECENT_GAMES = 100
+_PROGRESS_STEPS = 200  # agent steps between moves of the progress bar
 
 
 def epsilon_at(cfg: Config, agent_steps: int) -> float:
@@ -232,6 +233,8 @@ class Trainer:
                 interval.add(self.learner.update(batch))
                 self.updates += 1
 
+            if _crossed(previous, self.agent_steps, _PROGRESS_STEPS):
+                logs.progress.advance(self.agent_steps)
             if _crossed(previous, self.agent_steps, cfg.learner.target_update_steps):
                 self.learner.sync_target()
             if _crossed(previous, self.agent_steps, cfg.logging.interval_steps):
