@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from atari_dqn.config import ConfigError
+from atari_dqn.replay import fsync_dir
 
 FORMAT_VERSION = 1
 STATE_FILE = "state.pt"
@@ -26,14 +27,6 @@ REPLAY_FILE = "replay.npz"
 
 class CheckpointError(ConfigError):
     """A missing, corrupt or mismatched checkpoint; the message says what to do instead."""
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any], replay: Any | None = None) -> Path:
@@ -50,12 +43,12 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any], replay: Any | None = N
         os.fsync(f.fileno())
     if replay is not None:
         replay.save(tmp / REPLAY_FILE)
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
         final.rename(old)
     tmp.rename(final)
-    _fsync_dir(run_dir)
+    fsync_dir(run_dir)
     shutil.rmtree(old, ignore_errors=True)
     return final
 

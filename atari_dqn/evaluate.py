@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from atari_dqn.config import Config, ConfigError, from_dict, to_dict
-from atari_dqn.envs import VectorEnv, env_overrides
+from atari_dqn.config import Config, ConfigError, to_dict
+from atari_dqn.envs import VectorEnv, env_overrides, make_env
 from atari_dqn.replay import FrameRing
 from atari_dqn.stats import bootstrap_ci
 
@@ -101,19 +101,17 @@ def evaluate_run(
     from atari_dqn.learner import Learner
     from atari_dqn.loop import read_run_config
 
-    cfg = read_run_config(run_dir)
-    extra = parse_overrides(overrides or [])
-    if set(extra) - {"eval"}:
+    if set(parse_overrides(overrides or [])) - {"eval"}:
         raise ConfigError("eval takes only eval.* overrides, e.g. eval.epsilon=0.05")
-    values = to_dict(cfg)
-    values["eval"].update(extra.get("eval", {}))
-    cfg = from_dict(values)
+    cfg = read_run_config(run_dir, overrides)
     episodes = episodes or cfg.eval.episodes
     if episodes <= 0:
         raise ConfigError(f"--episodes must be positive, got {episodes}")
     seed = cfg.seed + 1 if seed is None else seed
     state = load_state(run_dir)
-    n_actions = state["n_actions"]
+    probe = make_env(cfg.env.game, **env_overrides(cfg.env))
+    n_actions = int(probe.action_space.n)
+    probe.close()
     check_compatible(state, game=cfg.env.game, n_actions=n_actions, path=run_dir)
     learner = Learner(n_actions, cfg.learner, history_length=cfg.replay.history_length)
     learner.load_state_dict(state["learner"])

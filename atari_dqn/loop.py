@@ -55,14 +55,14 @@ def new_run_dir(game: str, root: Path = Path("runs")) -> Path:
     return root / f"{game}-{_dt.datetime.now(_dt.timezone.utc):%Y%m%d-%H%M%S}"
 
 
-def read_run_config(run_dir: Path) -> Config:
-    """The resolved config a run was started with."""
+def read_run_config(run_dir: Path, overrides: list[str] | None = None) -> Config:
+    """The resolved config a run was started with, with `key=value` overrides applied."""
     if not run_dir.is_dir():
         raise ConfigError(f"run directory '{run_dir}' not found")
     path = run_dir / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"'{run_dir}' is not a run directory: it has no {CONFIG_FILE}")
-    return load_config(path)
+    return load_config(path, overrides)
 
 
 class _StopRequest:
@@ -343,11 +343,9 @@ def train(cfg: Config, run_dir: Path) -> int:
 
 def resume(run_dir: Path, overrides: list[str] | None = None) -> int:
     """Continue the run in `run_dir` from its checkpoint (overrides may extend it)."""
-    cfg = read_run_config(run_dir)
-    if overrides:
-        cfg = load_config(run_dir / CONFIG_FILE, overrides)
-        if cfg.env.game != read_run_config(run_dir).env.game:
-            raise ConfigError("a resumed run keeps its game; start a new run for another game")
+    cfg = read_run_config(run_dir, overrides)
+    if cfg.env.game != read_run_config(run_dir).env.game:
+        raise ConfigError("a resumed run keeps its game; start a new run for another game")
     state = ckpt.load_state(run_dir)
     trainer = Trainer(cfg, run_dir)
     ckpt.check_compatible(state, game=cfg.env.game, n_actions=trainer.n_actions, path=run_dir)

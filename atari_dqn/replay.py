@@ -651,7 +651,7 @@ class FrameRing:
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FrameRing:
@@ -714,7 +714,7 @@ def _chunks(array: np.ndarray) -> Iterator[memoryview]:
             yield flat[start : start + _CHUNK_BYTES]
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
     try:
         fd = os.open(directory, os.O_RDONLY)

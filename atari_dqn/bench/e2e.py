@@ -9,6 +9,7 @@ threads or memory. A second part reports the peak RSS of our trainer's process h
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -48,12 +49,14 @@ def _ours(
         trainer = Trainer(cfg, Path(tmp))
         trainer.save = lambda: None  # timing the loop, not the final checkpoint
         trainer.run()
-        rows = (Path(tmp) / "metrics.csv").read_text().splitlines()
-    header = rows[0].split(",")
-    sps = [float(r.split(",")[header.index("steps_per_second")]) for r in rows[1:]]
-    steps = [int(r.split(",")[header.index("agent_steps")]) for r in rows[1:]]
+        with (Path(tmp) / "metrics.csv").open(newline="") as f:
+            rows = list(csv.DictReader(f))
     # Steady state: the first quarter of learning (torch.compile's warm-up) is not timed.
-    learning = [s for s, n in zip(sps, steps, strict=True) if n - learn_steps // 4 > start_steps]
+    learning = [
+        float(r["steps_per_second"])
+        for r in rows
+        if int(r["agent_steps"]) - learn_steps // 4 > start_steps
+    ]
     return {"steps_per_second": sum(learning) / len(learning)}
 
 
