@@ -306,6 +306,15 @@ def make_env(game: str, *, seed: int | None = None, **overrides: Any) -> AtariEn
     return AtariEnv(env_config(game, **overrides), seed)
 
 
+def action_meanings(cfg: EnvConfig) -> list[str]:
+    """The game's action names (`NOOP`, `FIRE`, ...) in the order the agent indexes them."""
+    env = AtariEnv(cfg)
+    try:
+        return env.action_meanings
+    finally:
+        env.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # Many environments
 

@@ -1,7 +1,8 @@
 """`make report`: runs' scores beside the paper's, human-normalised, with learning curves.
 
-Reads only what runs write (`config.yaml`, `metrics.csv`, `evals.csv`, `eval.json`), so a
-report can be made anywhere the run directories are copied to. Every row states the frames a
+Reads what runs write (`config.yaml`, `metrics.csv`, `evals.csv`, `eval.json`) and the
+game's action names from ale-py, so a report can be made wherever the run directories are
+copied to and atari-dqn is installed. Every row states the frames a
 run trained for: a short run is never silently compared with the paper's 200M-frame figure.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from atari_dqn.config import ConfigError, load_config
+from atari_dqn.envs import action_meanings
 from atari_dqn.scores import PaperScores, human_normalized, paper_scores
 from atari_dqn.stats import bootstrap_ci, iqm
 
@@ -32,6 +34,7 @@ class RunSummary:
     frames: int
     scores: list[float]
     source: str  # "eval.json" or "evals.csv (last evaluation)"
+    actions: list[str]  # the game's action names, in the order of metrics.csv's counts
 
     @property
     def mean(self) -> float:
@@ -60,6 +63,7 @@ def summarise_run(run_dir: Path) -> RunSummary:
             record["emulator_frames"],
             record["scores"],
             "eval.json",
+            action_meanings(cfg.env),
         )
     evals = _read_csv(run_dir / "evals.csv")
     if not evals:
@@ -76,6 +80,7 @@ def summarise_run(run_dir: Path) -> RunSummary:
         int(last["emulator_frames"]),
         scores,
         "evals.csv (last evaluation)",
+        action_meanings(cfg.env),
     )
 
 
@@ -132,13 +137,14 @@ def aggregate(runs: list[RunSummary]) -> dict[str, tuple[float, float, float]]:
     return {"median": bootstrap_ci(hns, np.median), "IQM": bootstrap_ci(hns, iqm)}
 
 
-def plot_run(run_dir: Path, game: str, out: Path) -> Path:
+def plot_run(run: RunSummary, out: Path) -> Path:
     """Eval score against frames (Nature's score as a line), loss, mean Q, epsilon, actions."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    run_dir, game = run.path, run.game
     metrics = _read_csv(run_dir / "metrics.csv")
     evals = _read_csv(run_dir / "evals.csv")
     fig, axes = plt.subplots(2, 3, figsize=(15, 8))
@@ -170,7 +176,7 @@ def plot_run(run_dir: Path, game: str, out: Path) -> Path:
     if metrics:
         counts = np.array([[int(c) for c in r["action_counts"].split()] for r in metrics], float)
         fractions = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-        ax.stackplot(frames, fractions.T, labels=[f"action {i}" for i in range(counts.shape[1])])
+        ax.stackplot(frames, fractions.T, labels=run.actions)
         ax.legend(fontsize=7, loc="upper right")
     ax.set(title="action histogram", xlabel="emulator frames (M)", ylabel="fraction")
     fig.tight_layout()
@@ -188,16 +194,16 @@ def write_report(run_dirs: list[Path], out: Path) -> int:
     runs = [summarise_run(d) for d in dirs]
     out.mkdir(parents=True, exist_ok=True)
     table = game_table(runs)
-    agg = aggregate(runs)
-    lines = ["# atari-dqn report", "", table, "## Aggregate (human-normalised %)", ""]
-    for name, (point, low, high) in agg.items():
-        lines.append(
-            f"- {name}: {point:.1f} (95% bootstrap CI [{low:.1f}, {high:.1f}]) "
-            f"over {len(runs)} run(s)"
-        )
+    scored = sum(_paper(r.game) is not None for r in runs)
+    summary = []
+    for name, (point, low, high) in aggregate(runs).items():
+        # Resampling a single run gives that run back: there is no interval to report.
+        spread = f"95% bootstrap CI [{low:.1f}, {high:.1f}]" if scored > 1 else "one run, no CI"
+        summary.append(f"- {name}: {point:.1f} ({spread}) over {scored} run(s)")
+    lines = ["# atari-dqn report", "", table, "## Aggregate (human-normalised %)", "", *summary]
     lines += ["", "## Runs", ""]
     for run in runs:
-        png = plot_run(run.path, run.game, out)
+        png = plot_run(run, out)
         lines += [
             f"### {run.path.name}",
             f"{run.game}, seed {run.seed}, {run.frames:,} frames; score from {run.source}.",
@@ -207,7 +213,6 @@ def write_report(run_dirs: list[Path], out: Path) -> int:
         ]
     (out / "report.md").write_text("\n".join(lines))
     print(table)
-    for name, (point, low, high) in agg.items():
-        print(f"{name} human-normalised: {point:.1f}% [{low:.1f}, {high:.1f}]")
+    print("human-normalised %:", *summary, sep="\n")
     print(f"wrote {out / 'report.md'}")
     return 0

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from atari_dqn.config import ConfigError, load_config, to_yaml
+from atari_dqn.envs import action_meanings
 from atari_dqn.logs import CsvLog
 from atari_dqn.report import aggregate, summarise_run, write_report
 from atari_dqn.scores import human_normalized
@@ -19,13 +20,14 @@ def fake_run(root: Path, game: str, seed: int, eval_scores: list[float], frames:
     run = root / f"{game}-{seed}"
     run.mkdir(parents=True)
     cfg = load_config(None, [f"seed={seed}"], game=game)
+    n_actions = len(action_meanings(cfg.env))
     (run / "config.yaml").write_text(to_yaml(cfg))
     metrics, evals = CsvLog(run / "metrics.csv"), CsvLog(run / "evals.csv")
     for i in range(1, 5):
         steps = i * frames // 16
         metrics.write({"agent_steps": steps, "emulator_frames": steps * 4, "epsilon": 1.0 / i,
                        "loss": 0.1 / i, "mean_max_q": 0.2 * i, "mean_return_100": float(i),
-                       "action_counts": "10 20 30 40"})  # fmt: skip
+                       "action_counts": " ".join(["10"] * n_actions)})  # fmt: skip
         mean = float(np.mean(eval_scores)) * i / 4
         evals.write({"agent_steps": steps, "emulator_frames": steps * 4, "episodes": 30,
                      "mean_score": mean, "ci95": 1.0, "ci_low": mean - 1,
@@ -56,7 +58,14 @@ def test_report_puts_our_scores_beside_the_papers_and_draws_each_run(tmp_path, c
     assert "(paper:" not in pong
     for run in runs:
         assert (out / f"{run.name}.png").stat().st_size > 10_000
-    assert "IQM" in text and "median" in text
+    assert "IQM" in text and "median" in text and "95% bootstrap CI" in text
+
+
+def test_report_of_one_run_gives_no_aggregate_interval(tmp_path):
+    run = fake_run(tmp_path / "runs", "Breakout", 0, [10.0, 12.0, 14.0], 1000)
+    write_report([run], tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "- median: 34.2 (one run, no CI) over 1 run(s)" in text
 
 
 def test_aggregate_gives_median_and_iqm_with_intervals(tmp_path):
@@ -87,3 +96,5 @@ def test_without_eval_json_the_last_evaluation_during_training_stands_for_the_ru
     assert summary.scores == [-20.0, -18.0]
     assert summary.frames == 8000
     assert summary.source.startswith("evals.csv")
+    # The action histogram is labelled with the game's own action names.
+    assert summary.actions == ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
