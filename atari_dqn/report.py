@@ -2,8 +2,8 @@
 
 Reads what runs write (`config.yaml`, `metrics.csv`, `evals.csv`, `eval.json`) and the
 game's action names from ale-py, so a report can be made wherever the run directories are
-copied to and atari-dqn is installed. Every row states the frames a
-run trained for: a short run is never silently compared with the paper's 200M-frame figure.
+copied to and atari-dqn is installed. Every row states the frames a run trained for: a short
+run is never silently compared with the paper's 200M-frame figure.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def summarise_run(run_dir: Path) -> RunSummary:
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"'{run_dir}' is not a run directory (no config.yaml)")
     cfg = load_config(run_dir / "config.yaml")
+    actions = action_meanings(cfg.env)
     eval_json = run_dir / "eval.json"
     if eval_json.is_file():
         record = json.loads(eval_json.read_text())
@@ -63,7 +64,7 @@ def summarise_run(run_dir: Path) -> RunSummary:
             record["emulator_frames"],
             record["scores"],
             "eval.json",
-            action_meanings(cfg.env),
+            actions,
         )
     evals = _read_csv(run_dir / "evals.csv")
     if not evals:
@@ -80,7 +81,7 @@ def summarise_run(run_dir: Path) -> RunSummary:
         int(last["emulator_frames"]),
         scores,
         "evals.csv (last evaluation)",
-        action_meanings(cfg.env),
+        actions,
     )
 
 
