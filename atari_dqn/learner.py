@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from atari_dqn.config import ConfigError, LearnerConfig
 from atari_dqn.network import NatureCNN
-from atari_dqn.optim import make_optimizer
+from atari_dqn.optim import DeepMindRMSprop, make_optimizer
 
 LOSSES = ("huber", "mse")
 
@@ -117,7 +117,12 @@ class Learner:
             # ignored: harmless, and it would break into the progress bar.
             logging.getLogger("torch._dynamo.variables.ctx_manager").setLevel(logging.ERROR)
             self._loss_fn = torch.compile(self._forward_loss)
-            self._step_fn = torch.compile(self.optimizer.step)
+            # A compiled step resumes exactly only if the optimiser's state exists before its
+            # first step, as DeepMindRMSprop's does: torch's optimisers create theirs lazily,
+            # so a fresh and a resumed run would trace different graphs (measured: Adam's
+            # weights then differ after a resume). Their foreach step stays eager.
+            if isinstance(self.optimizer, DeepMindRMSprop):
+                self._step_fn = torch.compile(self.optimizer.step)
         self._compiled_ok = False  # set once a compiled step has run
 
     def _autocast(self) -> contextlib.AbstractContextManager:

@@ -75,11 +75,16 @@ def test_a_run_directory_is_never_overwritten(tmp_path):
         train(smoke(), run)
 
 
-@pytest.mark.parametrize(("num_envs", "prefetch"), [(1, "never"), (2, "always")])
-def test_resumed_run_matches_an_uninterrupted_one(tmp_path, num_envs, prefetch):
+@pytest.mark.parametrize(
+    ("num_envs", "prefetch", "optimizer"),
+    [(1, "never", "deepmind_rmsprop"), (2, "always", "deepmind_rmsprop"), (1, "never", "adam")],
+)
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path, num_envs, prefetch, optimizer):
     # Exact: env emulator and RNG states, the replay, the prefetched batch, the optimiser and
-    # every RNG are checkpointed, so the resumed run sees the very same data.
+    # every RNG are checkpointed, so the resumed run sees the very same data. Adam is the
+    # optimiser of configs/cpu_demo.yaml; its state, unlike ours, is created on first step.
     base = (
+        f"learner.optimizer={optimizer}",
         "eval.interval_steps=0",
         "replay.capacity=2000",
         "loop.replay_start_steps=300",
