@@ -73,7 +73,7 @@ def test_game_over_frame_is_the_final_screen() -> None:
         frame, _, terminated, _, info = env.step(int(rng.integers(4)))
         if terminated:
             break
-    screen = env._ale.getScreenGrayscale()  # the emulator's last frame, unpooled
+    screen = env.ale.getScreenGrayscale()  # the emulator's last frame, unpooled
     expected = cv2.resize(screen, (84, 84), interpolation=cv2.INTER_AREA)
     np.testing.assert_array_equal(frame, expected)
     assert info["game_over"]
@@ -85,25 +85,25 @@ def test_noop_starts_take_zero_to_noop_max_frames_and_vary_with_seed() -> None:
         env = make_env("Pong", seed=seed, noop_max=30, fire_reset=False)
         _, info = env.reset()
         counts.append(info["noops"])
-        assert env._ale.getEpisodeFrameNumber() == info["noops"]  # one frame per no-op
+        assert env.ale.getEpisodeFrameNumber() == info["noops"]  # one frame per no-op
     assert all(0 <= n <= 30 for n in counts)
     assert len(set(counts)) >= 4
 
 
 def test_fire_reset_presses_fire_for_one_step_only_in_games_with_fire() -> None:
     breakout = make_env("Breakout", seed=0, noop_max=0, fire_reset=True)
-    breakout.reset()
-    assert breakout._ale.getEpisodeFrameNumber() == 4  # one FIRE agent step of 4 frames
+    breakout_frame, _ = breakout.reset()
+    assert breakout.ale.getEpisodeFrameNumber() == 4  # one FIRE agent step of 4 frames
     # The same as pressing FIRE for 4 frames by hand on a plain env.
     plain = make_env("Breakout", seed=0, **PLAIN)
     plain.reset()
     fire = plain.action_meanings.index("FIRE")
     frame_after_fire = plain.step(fire)[0]
-    np.testing.assert_array_equal(breakout._frame, frame_after_fire)
+    np.testing.assert_array_equal(breakout_frame, frame_after_fire)
     freeway = make_env("Freeway", seed=0, noop_max=0, fire_reset=True)
     assert "FIRE" not in freeway.action_meanings
     freeway.reset()
-    assert freeway._ale.getEpisodeFrameNumber() == 0
+    assert freeway.ale.getEpisodeFrameNumber() == 0
 
 
 def test_life_loss_ends_episode_for_learning_but_the_game_and_its_score_go_on() -> None:
@@ -120,18 +120,18 @@ def test_life_loss_ends_episode_for_learning_but_the_game_and_its_score_go_on() 
         if terminated:
             life_episodes += 1
             assert info["lives"] == lives - 1
-            frame_number = env._ale.getEpisodeFrameNumber()
+            frame_number = env.ale.getEpisodeFrameNumber()
             _, reset_info = env.reset()
             lives = reset_info["lives"]
             assert reset_info["noops"] == 0  # a soft reset: same game, emulator not reset
             assert lives == info["lives"]
-            assert env._ale.getEpisodeFrameNumber() == frame_number + 8  # NOOP + FIRE steps
+            assert env.ale.getEpisodeFrameNumber() == frame_number + 8  # NOOP + FIRE steps
     assert life_episodes == 4  # five lives: four life-loss episodes, then game over
     assert terminated and not truncated
     assert info["episode_return"] == game_return
-    assert info["episode_frames"] == env._ale.getEpisodeFrameNumber()
+    assert info["episode_frames"] == env.ale.getEpisodeFrameNumber()
     _, reset_info = env.reset()
-    assert reset_info["lives"] == 5 and env._ale.getEpisodeFrameNumber() == 4  # new game
+    assert reset_info["lives"] == 5 and env.ale.getEpisodeFrameNumber() == 4  # new game
 
 
 def test_without_life_loss_terminal_the_episode_is_the_full_game() -> None:
@@ -166,9 +166,9 @@ def test_rewards_are_clipped_and_raw_reward_is_kept() -> None:
 
 
 def test_episode_frame_caps_truncate_the_full_game() -> None:
-    assert make_env("Pong")._ale.getInt("max_num_frames_per_episode") == 108_000
+    assert make_env("Pong").ale.getInt("max_num_frames_per_episode") == 108_000
     assert (
-        make_env("Pong", max_episode_frames=18_000)._ale.getInt("max_num_frames_per_episode")
+        make_env("Pong", max_episode_frames=18_000).ale.getInt("max_num_frames_per_episode")
         == 18_000
     )
     for cap, steps in [(100, 25), (102, 26)]:  # 102: the cap stops the 26th step after 2 frames
@@ -179,7 +179,7 @@ def test_episode_frame_caps_truncate_the_full_game() -> None:
             assert truncated == (step == steps) and not terminated
         assert info["game_over"] and info["episode_frames"] == cap
         env.reset()
-        assert env._ale.getEpisodeFrameNumber() == 0  # a new game
+        assert env.ale.getEpisodeFrameNumber() == 0  # a new game
 
 
 def _rollout(env, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -205,6 +205,91 @@ def test_make_env_is_reproducible_per_seed() -> None:
     assert a[0].shape != c[0].shape or not np.array_equal(a[0], c[0])
 
 
+def _trace(env, actions, after_step=lambda t: None, out=None, reset=True) -> list:
+    """Everything `env` returns over `actions` (resetting ended episodes), reset infos included."""
+    out = [] if out is None else out
+    if reset:
+        out.append(env.reset())
+    for t, action in enumerate(actions):
+        frame, reward, terminated, truncated, info = env.step(int(action))
+        out.append((frame, reward, terminated, truncated, info))
+        if terminated or truncated:
+            out.append(env.reset())
+        after_step(t)
+    return out
+
+
+def _assert_same_trace(a: list, b: list) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x[0], y[0])
+        assert x[1:] == y[1:]
+
+
+def _game_overs(trace: list) -> int:
+    return sum(len(r) == 5 and r[4]["game_over"] for r in trace)
+
+
+SPARE_ACTIONS = np.random.default_rng(1).integers(4, size=900)
+
+
+def test_a_spare_emulator_only_moves_the_reset_work_never_the_frames() -> None:
+    eager = make_env("Breakout", seed=3, spare_emulator=True)
+    lazy = make_env("Breakout", seed=3, spare_emulator=True)
+    prepared = []
+    reference = _trace(eager, SPARE_ACTIONS, lambda t: prepared.append(eager.prepare_next_game()))
+    _assert_same_trace(reference, _trace(lazy, SPARE_ACTIONS))  # started at game over instead
+    assert _game_overs(reference) >= 3 and sum(prepared) >= 3
+    assert not eager.prepare_next_game() and not make_env("Breakout").prepare_next_game()
+
+
+def test_each_game_on_a_spare_emulator_starts_with_an_ale_reset_noops_and_fire() -> None:
+    env = make_env("Breakout", seed=5, spare_emulator=True)
+    _, info = env.reset()
+    emulators, noops, rng = [env.ale], [info["noops"]], np.random.default_rng(0)
+    while len(noops) < 6:
+        _, _, terminated, _, info = env.step(int(rng.integers(4)))
+        if terminated:
+            if info["game_over"]:
+                env.prepare_next_game()
+            _, reset_info = env.reset()
+            if info["game_over"]:
+                noops.append(reset_info["noops"])
+                emulators.append(env.ale)
+                # a fresh game: its no-ops, then one FIRE step of 4 frames
+                assert env.ale.getEpisodeFrameNumber() == reset_info["noops"] + 4
+                assert reset_info["lives"] == 5
+    assert all(0 <= n <= 30 for n in noops) and len(set(noops)) >= 3
+    assert emulators[0] is not emulators[1] and emulators[0] is emulators[2]  # games alternate
+
+
+def test_a_spare_emulator_env_resumes_exactly_from_its_state() -> None:
+    env = make_env("Breakout", seed=8, spare_emulator=True)
+    reference: list = []
+    saved = []  # (step, records so far, state)
+
+    def save(t: int) -> None:
+        if t % 97 == 0:  # with the spare's next game both started and not
+            saved.append((t, len(reference), env.get_state(), env.spare_pending))
+            if t % 2:
+                env.prepare_next_game()
+
+    _trace(env, SPARE_ACTIONS, save, out=reference)
+    assert {pending for *_, pending in saved} == {True, False}
+    for t, n, state, _ in saved:
+        resumed = make_env("Breakout", seed=8, spare_emulator=True)
+        resumed.set_state(state)
+        _assert_same_trace(_trace(resumed, SPARE_ACTIONS[t + 1 :], reset=False), reference[n:])
+    # A state saved before envs had spares resumes the game under way exactly.
+    t, n, state, _ = saved[1]
+    old = {k: v for k, v in state.items() if k not in ("spare", "played", "frame")}
+    resumed = make_env("Breakout", seed=8, spare_emulator=True)
+    resumed.set_state(old)
+    rest = _trace(resumed, SPARE_ACTIONS[t + 1 :], reset=False)
+    game_over = next(i for i, r in enumerate(rest) if len(r) == 5 and r[4]["game_over"])
+    _assert_same_trace(rest[: game_over + 1], reference[n : n + game_over + 1])
+
+
 def _vec_rollout(vec: VectorEnv, steps: int) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     out = [vec.reset()]
@@ -224,7 +309,7 @@ def test_vector_env_is_reproducible_and_env_i_is_the_single_env_seeded_from_seed
     for x, y in zip(first, second, strict=True):
         np.testing.assert_array_equal(x, y)
     # Env 1 (stepped in a worker process) is exactly make_env seeded from (seed, 1).
-    single = make_env("Breakout", seed=_env_seed(11, 1))
+    single = make_env("Breakout", seed=_env_seed(11, 1), spare_emulator=True)
     rng = np.random.default_rng(0)
     frame, _ = single.reset()
     np.testing.assert_array_equal(first[0][1], frame)
@@ -238,13 +323,17 @@ def test_vector_env_is_reproducible_and_env_i_is_the_single_env_seeded_from_seed
             single.reset()
 
 
-def test_vector_env_streams_do_not_depend_on_num_envs() -> None:
+def test_vector_env_streams_do_not_depend_on_num_envs_or_workers() -> None:
+    # Over several games: when each spare game is started depends on the other blocks.
     rng = np.random.default_rng(0)
-    actions = rng.integers(4, size=(200, 2))
-    with VectorEnv("Breakout", 1, seed=2) as one, VectorEnv("Breakout", 2, seed=2) as two:
-        np.testing.assert_array_equal(one.reset()[0], two.reset()[0])
-        for t in range(200):
-            a, b = one.step(actions[t, :1]), two.step(actions[t])
+    actions = rng.integers(4, size=(700, 3))
+    one = VectorEnv("Breakout", 1, seed=2)
+    three = VectorEnv("Breakout", 3, seed=2, workers=2)
+    with one, three:
+        np.testing.assert_array_equal(one.reset()[0], three.reset()[0])
+        games = 0
+        for t in range(len(actions)):
+            a, b = one.step(actions[t, :1]), three.step(actions[t])
             np.testing.assert_array_equal(a.frames[0], b.frames[0])
             assert (a.rewards[0], a.terminated[0], a.game_over[0]) == (
                 b.rewards[0],
@@ -253,11 +342,43 @@ def test_vector_env_streams_do_not_depend_on_num_envs() -> None:
             )
             if a.terminated[0]:
                 np.testing.assert_array_equal(a.first_frames[0], b.first_frames[0])
+            games += a.game_over[0]
+    assert games >= 2
+
+
+def test_vector_env_starts_spare_games_ahead_once_every_block_has_one() -> None:
+    rng = np.random.default_rng(0)
+    with VectorEnv("Breakout", 2, seed=0, workers=1) as one_block:
+        one_block.reset()
+        envs = one_block._local.envs
+        pending_after_game_over = 0
+        for _ in range(600):
+            step = one_block.step(rng.integers(4, size=2))
+            # with a single block, the step after a game over starts the spare's next game
+            pending_after_game_over += sum(env.spare_pending for env in envs)
+            assert sum(env.spare_pending for env in envs) <= step.game_over.sum()
+        assert pending_after_game_over >= 2
+    with VectorEnv("Breakout", 2, seed=0, workers=2) as two_blocks:
+        two_blocks.reset()
+        pending = two_blocks._arrays["pending"]
+        waited = prepared = 0
+        for _ in range(600):
+            before = pending.copy()
+            step = two_blocks.step(rng.integers(4, size=2))
+            ahead = before.min() > 0
+            waited += before.max() > 0 and not ahead  # one block waits for the other
+            prepared += ahead
+            if ahead:  # both blocks started a spare game in the same step
+                assert (pending <= before - 1 + step.game_over).all()
+        assert waited >= 1 and prepared >= 1
 
 
 def test_vector_env_auto_reset_returns_true_last_frame_and_next_first_frame() -> None:
     seed, num_envs = 4, 3
-    singles = [make_env("Breakout", seed=_env_seed(seed, i), noop_max=5) for i in range(num_envs)]
+    singles = [
+        make_env("Breakout", seed=_env_seed(seed, i), noop_max=5, spare_emulator=True)
+        for i in range(num_envs)
+    ]
     rng = np.random.default_rng(4)
     with VectorEnv("Breakout", num_envs, seed=seed, noop_max=5) as vec:
         frames = vec.reset()

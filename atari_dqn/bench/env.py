@@ -124,9 +124,9 @@ def ale_vector_frames_match(steps: int = 300) -> dict[str, Any]:
 def run(quick: bool = False, out_dir: Path | str = RESULTS_DIR) -> dict[str, Any]:
     """Measure every configuration, write the record, return the headline figures."""
     seconds, rounds = (0.4, 4) if quick else (0.6, 12)
-    # Lock-step: each vector step waits for the slowest block, and a game's reset (ALE's own
-    # ~4 ms, about ten env steps) stalls one block. N=16 shows whether more envs per block
-    # amortise those stalls (on 2 cores they do not: resets grow with the envs).
+    # Lock step: each vector step waits for the slowest block, so what one block does alone
+    # (a life-loss reset; a game's reset when its spare is not ready) stalls the others.
+    # N=16 shows whether more envs per block amortise that.
     vector_sizes = (1, 2, 4) if quick else (1, 2, 4, 8, 16)
     ale_sizes = (1, 2, 4)
     # name -> (implementation, envs, runs in this process only, step function)
