@@ -7,6 +7,7 @@ Heavy imports (torch, ale-py) happen inside the commands that need them, so `--h
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -134,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader left early (`games | head`): stop quietly, as Unix tools do. Point stdout
+        # at /dev/null so the flush at exit does not raise again (Python's documented recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

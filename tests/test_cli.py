@@ -29,6 +29,20 @@ def test_games_lists_breakout_with_its_four_actions():
     assert len(result.stdout.splitlines()) > 50
 
 
+def test_a_reader_that_leaves_early_gets_no_traceback():  # python -m atari_dqn games | head
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "atari_dqn", "games"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdout.close()  # before the child writes a line
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=120) == 1
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
 def test_misspelt_game_suggests_the_right_one():
     result = cli("train", "--dry-run", "--game", "Breakot")
     assert result.returncode == 2
