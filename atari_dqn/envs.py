@@ -34,6 +34,8 @@ import numpy as np
 from atari_dqn.config import ConfigError, EnvConfig, from_dict
 
 gymnasium.register_envs(ale_py)
+# Quiet ALE's banner (logged at Info level by every new emulator); keep its warnings.
+ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Warning)
 
 _GAMES_HINT = "python -m atari_dqn games lists all {n}"
 
@@ -99,7 +101,6 @@ def list_games() -> list[tuple[str, int]]:
     Loads each ROM once (about a second in all), so the answer is cached.
     """
     ale = ale_py.ALEInterface()
-    ale.setLoggerMode(ale_py.LoggerMode.Error)
     out = []
     for name in sorted(_games().values()):
         rom = gymnasium.spec(f"ALE/{name}-v5").kwargs["game"]

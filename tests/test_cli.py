@@ -27,6 +27,7 @@ def test_games_lists_breakout_with_its_four_actions():
     line = next(x for x in result.stdout.splitlines() if x.split()[0] == "Breakout")
     assert "4 actions" in line
     assert len(result.stdout.splitlines()) > 50
+    assert "A.L.E" not in result.stderr  # ALE's banner, printed by every ROM load unless quieted
 
 
 def test_a_reader_that_leaves_early_gets_no_traceback():  # python -m atari_dqn games | head
