@@ -32,6 +32,7 @@ import gymnasium
 import numpy as np
 
 from atari_dqn.config import ConfigError, EnvConfig, from_dict
+from atari_dqn.names import fold
 
 gymnasium.register_envs(ale_py)
 # Quiet ALE's banner (logged at Info level by every new emulator); keep its warnings.
@@ -48,11 +49,6 @@ class UnknownGameError(ConfigError):
 # Game names
 
 
-def _key(name: str) -> str:
-    """Spelling-insensitive key: `SpaceInvaders`, `space_invaders`, `space-invaders` agree."""
-    return re.sub(r"[^a-z0-9]", "", name.lower())
-
-
 @functools.lru_cache(maxsize=1)
 def _games() -> dict[str, str]:
     """{key: CamelCase name} for every single-player game ale-py registers as `ALE/<Name>-v5`."""
@@ -60,12 +56,12 @@ def _games() -> dict[str, str]:
     for env_id in gymnasium.registry:
         match = re.fullmatch(r"ALE/(\w+)-v5", env_id)
         if match:
-            games[_key(match[1])] = match[1]
+            games[fold(match[1])] = match[1]
     return games
 
 
 def _suggest(name: str) -> str:
-    keys = difflib.get_close_matches(_key(name), list(_games()), n=3, cutoff=0.6)
+    keys = difflib.get_close_matches(fold(name), list(_games()), n=3, cutoff=0.6)
     names = [f"'{_games()[k]}'" for k in keys]
     if not names:
         return ""
@@ -79,12 +75,10 @@ def game_name(name: str) -> str:
     Also accepts the legacy ids (`BreakoutNoFrameskip-v4`). Raises UnknownGameError with up
     to three close matches when nothing fits.
     """
-    stem = re.sub(r"^ALE/", "", name.strip())
-    stem = re.sub(r"(NoFrameskip|Deterministic)?-v\d+$", "", stem)
-    game = _games().get(_key(stem))
+    game = _games().get(fold(name))
     if game is None:
         raise UnknownGameError(
-            f"unknown game '{name}'{_suggest(stem)} ({_GAMES_HINT.format(n=len(_games()))})"
+            f"unknown game '{name}'{_suggest(name)} ({_GAMES_HINT.format(n=len(_games()))})"
         )
     return game
 

@@ -56,8 +56,9 @@ DQN Zoo versus the Nature table
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass
+
+from atari_dqn.names import fold
 
 
 @dataclass(frozen=True)
@@ -152,16 +153,7 @@ NATURE_GAMES: tuple[str, ...] = tuple(g for g in ATARI57_GAMES if _TABLE[g].natu
 NIPS_GAMES: tuple[str, ...] = tuple(g for g in ATARI57_GAMES if _TABLE[g].nips_dqn is not None)
 """The 7 games of the NIPS 2013 paper's Table 1, sorted."""
 
-_ID_SUFFIX = re.compile(r"(NoFrameskip|Deterministic)?-v\d+$")
-_BY_FOLDED = {re.sub(r"[^a-z0-9]", "", g.lower()): g for g in _TABLE}
-
-
-def _fold(name: str) -> str:
-    """'ALE/SpaceInvaders-v5', 'space_invaders', 'Space Invaders' -> 'spaceinvaders'."""
-    name = name.strip()
-    name = name.rsplit("/", 1)[-1]  # drop a namespace such as 'ALE/'
-    name = _ID_SUFFIX.sub("", name)  # drop '-v5', 'NoFrameskip-v4', ...
-    return re.sub(r"[^a-z0-9]", "", name.lower())
+_BY_FOLDED = {fold(g): g for g in _TABLE}
 
 
 def canonical_name(game: str) -> str:
@@ -171,10 +163,10 @@ def canonical_name(game: str) -> str:
     ale-py ROM id ('space_invaders') and gymnasium ids ('ALE/SpaceInvaders-v5',
     'SpaceInvadersNoFrameskip-v4'). Raises ``UnknownGameError`` (a ``KeyError``) otherwise.
     """
-    found = _BY_FOLDED.get(_fold(game))
+    found = _BY_FOLDED.get(fold(game))
     if found is not None:
         return found
-    guesses = difflib.get_close_matches(_fold(game), list(_BY_FOLDED), n=1)
+    guesses = difflib.get_close_matches(fold(game), list(_BY_FOLDED), n=1)
     hint = f" did you mean {_BY_FOLDED[guesses[0]]!r}?" if guesses else ""
     raise UnknownGameError(
         f"unknown game {game!r};{hint} the score tables hold the 57 Atari-57 games "
