@@ -107,7 +107,8 @@ def write_results(
     record = {
         "benchmark": name,
         "time_utc": now.isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        # orig_argv keeps `-m atari_dqn`, which argv turns into the path of __main__.py
+        "command": " ".join([Path(sys.orig_argv[0]).name, *sys.orig_argv[1:]]),
         "machine": machine,
         "summary": summary or {},
         "rows": rows,
