@@ -18,9 +18,13 @@ BENCH_PARTS = ("env", "replay", "learner", "e2e")  # atari_dqn.bench.suite.PARTS
 
 
 def _cmd_games(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from atari_dqn.envs import list_games
 
-    games = list_games()
+    # Loading every ROM to read its action set takes several seconds: say so meanwhile.
+    with Console(stderr=True).status("loading each ROM to read its action set"):
+        games = list_games()
     width = max(len(name) for name, _ in games)
     for name, n_actions in games:
         print(f"{name:<{width}}  {n_actions:>2} actions")
