@@ -263,6 +263,18 @@ def test_each_game_on_a_spare_emulator_starts_with_an_ale_reset_noops_and_fire()
     assert emulators[0] is not emulators[1] and emulators[0] is emulators[2]  # games alternate
 
 
+def test_reseeding_a_spare_emulator_env_restarts_both_its_emulators() -> None:
+    used = make_env("Breakout", seed=1, spare_emulator=True)
+    assert _game_overs(_trace(used, SPARE_ACTIONS[:400])) >= 1
+    fresh = make_env("Breakout", seed=3, spare_emulator=True)
+    first, reseeded = fresh.reset(), used.reset(seed=3)
+    np.testing.assert_array_equal(first[0], reseeded[0])
+    assert first[1] == reseeded[1]
+    again = _trace(used, SPARE_ACTIONS, reset=False)
+    _assert_same_trace(again, _trace(fresh, SPARE_ACTIONS, reset=False))
+    assert _game_overs(again) >= 3
+
+
 def test_a_spare_emulator_env_resumes_exactly_from_its_state() -> None:
     env = make_env("Breakout", seed=8, spare_emulator=True)
     reference: list = []
@@ -282,7 +294,7 @@ def test_a_spare_emulator_env_resumes_exactly_from_its_state() -> None:
         _assert_same_trace(_trace(resumed, SPARE_ACTIONS[t + 1 :], reset=False), reference[n:])
     # A state saved before envs had spares resumes the game under way exactly.
     t, n, state, _ = saved[1]
-    old = {k: v for k, v in state.items() if k not in ("spare", "played", "frame")}
+    old = {k: v for k, v in state.items() if k not in ("spare", "frame")}
     resumed = make_env("Breakout", seed=8, spare_emulator=True)
     resumed.set_state(old)
     rest = _trace(resumed, SPARE_ACTIONS[t + 1 :], reset=False)
