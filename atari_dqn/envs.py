@@ -285,8 +285,8 @@ class AtariEnv(gymnasium.Env):
         """Start a new game (on the spare emulator when there is one); returns no-ops taken."""
         if seed is not None and self._spare is not None:  # a reseed restarts the spare's too
             self._spare.seed, self._spare.seeded, self._spare_noops = _spare_seed(seed), False, None
-        if self._spare is None or seed is not None or not self._game.seeded:  # first game
-            return self._game.new_game(seed)
+        if self._spare is None or seed is not None or not self._game.seeded:
+            return self._game.new_game(seed)  # no spare, a reseed, or the very first game
         self.prepare_next_game()
         noops = self._spare_noops
         self._game, self._spare, self._spare_noops = self._spare, self._game, None
