@@ -522,6 +522,13 @@ class _EnvGroup:
                     break
         self._count_pending()
 
+    def run(self, command: int) -> None:
+        """One of the commands every block runs alike on its own arrays (_STEPPING)."""
+        if command == _RESET:
+            self.reset()
+        else:
+            self.step(prepare=command == _STEP_AND_PREPARE)
+
     def get_state(self) -> list[dict[str, Any]]:
         return [env.get_state() for env in self.envs]
 
@@ -536,6 +543,7 @@ class _EnvGroup:
 
 
 _STEP, _RESET, _CLOSE, _GET_STATE, _SET_STATE, _STEP_AND_PREPARE = 1, 2, 3, 4, 5, 6
+_STEPPING = (_STEP, _STEP_AND_PREPARE, _RESET)
 
 
 def _worker(
@@ -569,9 +577,7 @@ def _worker(
         return
     parent = os.getppid()
     commands = {
-        _STEP: group.step,
-        _STEP_AND_PREPARE: lambda: group.step(prepare=True),
-        _RESET: group.reset,
+        **{c: functools.partial(group.run, c) for c in _STEPPING},
         # States travel down the pipe; the parent reads (or writes) them before it waits.
         _GET_STATE: lambda: conn.send(group.get_state()),
         _SET_STATE: lambda: group.set_state(conn.recv()),
@@ -722,10 +728,7 @@ class VectorEnv:
         """Run `command` in every block: the workers' in parallel with this process's own."""
         self._start(command)
         try:
-            if command == _RESET:
-                self._local.reset()
-            else:
-                self._local.step(prepare=command == _STEP_AND_PREPARE)
+            self._local.run(command)
         finally:  # even if ours failed or was interrupted, so no worker is left mid-command
             self._collect()
 
