@@ -1,7 +1,8 @@
 """Command line: `python -m atari_dqn {train,eval,bench,report,games}` (also `atari-dqn`).
 
-Bad input never shows a traceback: it prints one `error: ...` line and exits with status 2.
-Heavy imports (torch, ale-py) happen inside the commands that need them, so `--help` is quick.
+Bad input never shows a traceback: a `UserError` prints one `error: ...` line and exits
+with status 2. Heavy imports (torch, numba) happen inside the commands that need them, so
+`--help` is quick.
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ import os
 import sys
 from pathlib import Path
 
-from atari_dqn.config import ConfigError, load_config, to_yaml, valid_keys
+from atari_dqn.bench.suite import PARTS as BENCH_PARTS
+from atari_dqn.configfile import load_config, to_yaml, valid_keys
+from atari_dqn.errors import ConfigError, UserError
 
 DEFAULT_CONFIG = "configs/nature.yaml"
-BENCH_PARTS = ("env", "replay", "learner", "e2e")  # atari_dqn.bench.suite.PARTS, kept light
 
 
 def _cmd_games(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from atari_dqn.envs import list_games
+    from atari_dqn.games import list_games
 
     # Loading every ROM to read its action set takes several seconds: say so meanwhile.
     with Console(stderr=True).status("loading each ROM to read its action set"):
@@ -33,21 +35,20 @@ def _cmd_games(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from atari_dqn.envs import game_name
-
     if args.resume:
         from atari_dqn.loop import resume
 
         return resume(Path(args.resume), overrides=args.overrides)
     if not args.game:
         raise ConfigError("train needs --game (e.g. --game Breakout) or --resume RUN_DIR")
-    cfg = load_config(args.config, args.overrides, game=game_name(args.game))
+    cfg = load_config(args.config, args.overrides, game=args.game)
     if args.dry_run:
         print(to_yaml(cfg), end="")
         return 0
-    from atari_dqn.loop import new_run_dir, train
+    from atari_dqn.loop import train
+    from atari_dqn.rundir import RunDir
 
-    run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(cfg.env.game)
+    run_dir = Path(args.run_dir) if args.run_dir else RunDir.new(cfg.env.game).path
     return train(cfg, run_dir)
 
 
@@ -66,15 +67,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return suite.compare(Path(args.compare[0]), Path(args.compare[1]))
     if not args.part:
         raise ConfigError(f"bench needs a part: one of {', '.join(suite.PARTS)}, all")
-    if args.part == "all":
-        suite.run(quick=args.quick, out_dir=args.out)
-    else:
-        import importlib
-
-        importlib.import_module(f"atari_dqn.bench.{args.part}").run(
-            quick=args.quick, out_dir=args.out
-        )
-        suite.summarise(args.out)
+    parts = suite.PARTS if args.part == "all" else (args.part,)
+    suite.run(parts, quick=args.quick, out_dir=Path(args.out), update_readme=args.update_readme)
     return 0
 
 
@@ -120,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a run of a few minutes")
     p.add_argument("--out", default="benchmarks/results", help="results directory")
     p.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="diff two results")
+    p.add_argument(
+        "--update-readme",
+        action="store_true",
+        help="also rewrite the performance section of ./README.md from the latest records",
+    )
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("report", help="score tables and plots for runs, beside the paper's")
@@ -136,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except UserError as exc:
+        message = " ".join(line.strip() for line in str(exc).splitlines())  # one line, always
+        print(f"error: {message}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # The reader left early (`games | head`): stop quietly, as Unix tools do. Point stdout

@@ -1,39 +1,66 @@
-"""Typed, frozen run configuration: YAML files plus dotted `key=value` overrides.
+"""Typed, frozen run configuration: what each setting means, its unit and its rules.
 
 Every count is in AGENT STEPS (one action = `env.frame_skip` emulator frames) unless its
 name ends in `_frames`. The defaults are the Nature paper's values (Mnih et al. 2015,
 Extended Data Table 1, as run by DeepMind's code); `configs/nature.yaml` restates each one
-with its citation.
+with its citation, and `atari_dqn.configfile` reads such files and `key=value` overrides.
+
+Every rule a value must satisfy is checked here, when the config is built, naming the key:
+a section checks its own fields, and `Config` the rules that tie sections together. The
+rest of the code takes sections whole and trusts them.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
-import yaml
+from atari_dqn.errors import ConfigError
+from atari_dqn.games import game_name
 
 
-class ConfigError(ValueError):
-    """A bad config file, key or value; the message names the problem and the fix."""
+class _Section:
+    """A config section: checks its own ranges when built (`KEY_RANGES`, by field name)."""
+
+    NAME: ClassVar[str]
+    KEY_RANGES: ClassVar[dict[str, str]] = {}
+    """Field -> `positive`, `non_negative` or `probability`."""
+
+    def __post_init__(self) -> None:
+        for name, rule in self.KEY_RANGES.items():
+            _check_range(f"{self.NAME}.{name}", getattr(self, name), rule)
+
+
+def _check_range(key: str, value: float, rule: str) -> None:
+    if rule == "positive" and value <= 0:
+        raise ConfigError(f"{key} must be positive, got {value}")
+    if rule == "non_negative" and value < 0:
+        raise ConfigError(f"{key} must be >= 0, got {value}")
+    if rule == "probability" and not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{key} must be in [0, 1], got {value}")
 
 
 @dataclass(frozen=True)
-class EnvConfig:
-    """The Atari environment and its preprocessing (DESIGN.md, Environment)."""
+class EnvConfig(_Section):
+    """The Atari environment and its preprocessing (Methods, "Preprocessing")."""
+
+    NAME = "env"
+    KEY_RANGES = {
+        "frame_skip": "positive",
+        "screen_size": "positive",
+        "max_episode_frames": "positive",
+        "noop_max": "non_negative",
+        "repeat_action_probability": "probability",
+    }
 
     game: str = "Breakout"
-    """Game name: `Breakout`, `breakout` or `ALE/Breakout-v5`."""
+    """Game name: `Breakout`, `breakout` or `ALE/Breakout-v5` (stored as `Breakout`)."""
     frame_skip: int = 4
     """Emulator frames per agent step; the action is repeated on each."""
     max_pool_frames: bool = True
     """Max over the last two raw frames of a step (removes sprite flicker)."""
     screen_size: int = 84
-    """Side of the square grayscale frame, in pixels."""
+    """Side of the square grayscale frame, in pixels (the replay and the network follow it)."""
     noop_max: int = 30
     """Up to this many random no-op actions after each reset."""
     fire_reset: bool = True
@@ -49,10 +76,17 @@ class EnvConfig:
     full_action_space: bool = False
     """All 18 actions instead of the game's minimal set."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "game", game_name(self.game))
+
 
 @dataclass(frozen=True)
-class ReplayConfig:
-    """The frame-ring replay memory (DESIGN.md, Replay)."""
+class ReplayConfig(_Section):
+    """The frame-ring replay memory (Methods, "Training details": experience replay)."""
+
+    NAME = "replay"
+    KEY_RANGES = {"history_length": "positive"}
 
     capacity: int = 1_000_000
     """Transitions stored, summed over all envs."""
@@ -64,8 +98,18 @@ class ReplayConfig:
 
 
 @dataclass(frozen=True)
-class LearnerConfig:
-    """The Q-network, its loss and its optimiser (DESIGN.md, Learner)."""
+class LearnerConfig(_Section):
+    """The Q-network, its loss and its optimiser (Methods, "Model architecture")."""
+
+    NAME = "learner"
+    KEY_RANGES = {
+        "batch_size": "positive",
+        "target_update_steps": "positive",
+        "discount": "probability",
+        "learning_rate": "positive",
+        "min_squared_gradient": "positive",
+        "torch_threads": "non_negative",
+    }
 
     batch_size: int = 32
     """Transitions per update."""
@@ -96,10 +140,28 @@ class LearnerConfig:
     compile: bool = True
     """torch.compile the update step (fp32 as eager; falls back to eager if it fails)."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("gradient_momentum", "squared_gradient_momentum"):
+            value = getattr(self, key)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"learner.{key} must be in [0, 1), got {value}")
+
 
 @dataclass(frozen=True)
-class LoopConfig:
-    """The acting and learning schedule (DESIGN.md, Loop)."""
+class LoopConfig(_Section):
+    """The acting and learning schedule (Methods, "Training details")."""
+
+    NAME = "loop"
+    KEY_RANGES = {
+        "num_envs": "positive",
+        "update_every_steps": "positive",
+        "total_steps": "non_negative",
+        "replay_start_steps": "non_negative",
+        "epsilon_decay_steps": "non_negative",
+        "epsilon_start": "probability",
+        "epsilon_end": "probability",
+    }
 
     num_envs: int = 1
     """Environments stepped together; 1 is the paper's single stream."""
@@ -118,8 +180,17 @@ class LoopConfig:
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(_Section):
     """The paper's evaluation protocol (Methods, "Evaluation procedure")."""
+
+    NAME = "eval"
+    KEY_RANGES = {
+        "interval_steps": "non_negative",
+        "episodes": "positive",
+        "epsilon": "probability",
+        "max_episode_frames": "positive",
+        "noop_max": "non_negative",
+    }
 
     interval_steps: int = 250_000
     """Agent steps between evaluations during training; 0 turns them off."""
@@ -134,8 +205,11 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
-class LoggingConfig:
+class LoggingConfig(_Section):
     """Where progress goes while training."""
+
+    NAME = "logging"
+    KEY_RANGES = {"interval_steps": "positive"}
 
     interval_steps: int = 10_000
     """Agent steps between rows of metrics.csv and TensorBoard scalars."""
@@ -146,8 +220,11 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
-class CheckpointConfig:
+class CheckpointConfig(_Section):
     """What is saved, and how often, so no work is lost."""
+
+    NAME = "checkpoint"
+    KEY_RANGES = {"interval_steps": "positive"}
 
     interval_steps: int = 1_000_000
     """Agent steps between checkpoints; one is also written at the end and on Ctrl-C."""
@@ -170,212 +247,33 @@ class Config:
     """Seeds the envs, the replay sampler, the network and exploration."""
 
     def __post_init__(self) -> None:
-        _validate(self)
+        _check_range("seed", self.seed, "non_negative")
+        _check_across_sections(self)
 
 
-def _validate(cfg: Config) -> None:
-    """Reject values that would fail later, deep inside a run, with the key that caused it."""
-    positive = {
-        "env.frame_skip": cfg.env.frame_skip,
-        "env.screen_size": cfg.env.screen_size,
-        "env.max_episode_frames": cfg.env.max_episode_frames,
-        "replay.history_length": cfg.replay.history_length,
-        "learner.batch_size": cfg.learner.batch_size,
-        "learner.target_update_steps": cfg.learner.target_update_steps,
-        "loop.num_envs": cfg.loop.num_envs,
-        "loop.update_every_steps": cfg.loop.update_every_steps,
-        "eval.episodes": cfg.eval.episodes,
-        "eval.max_episode_frames": cfg.eval.max_episode_frames,
-        "logging.interval_steps": cfg.logging.interval_steps,
-        "checkpoint.interval_steps": cfg.checkpoint.interval_steps,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{key} must be positive, got {value}")
-    non_negative = {
-        "env.noop_max": cfg.env.noop_max,
-        "loop.total_steps": cfg.loop.total_steps,
-        "loop.replay_start_steps": cfg.loop.replay_start_steps,
-        "loop.epsilon_decay_steps": cfg.loop.epsilon_decay_steps,
-        "eval.interval_steps": cfg.eval.interval_steps,
-        "eval.noop_max": cfg.eval.noop_max,
-        "learner.torch_threads": cfg.learner.torch_threads,
-        "seed": cfg.seed,
-    }
-    for key, value in non_negative.items():
-        if value < 0:
-            raise ConfigError(f"{key} must be >= 0, got {value}")
-    probabilities = {
-        "env.repeat_action_probability": cfg.env.repeat_action_probability,
-        "loop.epsilon_start": cfg.loop.epsilon_start,
-        "loop.epsilon_end": cfg.loop.epsilon_end,
-        "eval.epsilon": cfg.eval.epsilon,
-        "learner.discount": cfg.learner.discount,
-    }
-    for key, value in probabilities.items():
-        if not 0.0 <= value <= 1.0:
-            raise ConfigError(f"{key} must be in [0, 1], got {value}")
-    min_capacity = cfg.replay.history_length + 1
-    if cfg.replay.capacity < min_capacity * cfg.loop.num_envs:
+def _check_across_sections(cfg: Config) -> None:
+    """The rules that tie sections together; each names every key involved."""
+    # Imported here, not at the top: the replay's and the network's own rules live in
+    # modules that load numba and torch, which `--help` and `--dry-run` need not wait for.
+    from atari_dqn.network import min_screen_size
+    from atari_dqn.replay.ring import min_capacity
+
+    replay, loop = cfg.replay, cfg.loop
+    needed = min_capacity(loop.num_envs, replay.history_length)
+    if replay.capacity < needed:
         raise ConfigError(
-            f"replay.capacity={cfg.replay.capacity} is too small: each of the "
-            f"{cfg.loop.num_envs} env(s) needs at least history_length + 1 = {min_capacity} "
-            "transitions"
+            f"replay.capacity={replay.capacity} is too small: each of the "
+            f"{loop.num_envs} env(s) (loop.num_envs) needs at least replay.history_length + 1 "
+            f"= {replay.history_length + 1} transitions; raise replay.capacity to {needed}"
         )
-
-
-def _section_types() -> dict[str, type]:
-    hints = typing.get_type_hints(Config)
-    return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
-
-
-def _closest(name: str, options: list[str]) -> str:
-    match = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
-    return f"; did you mean '{match[0]}'?" if match else ""
-
-
-def _coerce(key: str, hint: Any, value: Any) -> Any:
-    """Check `value` against the field's type hint, converting the harmless cases."""
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        choices = typing.get_args(hint)
-        if value not in choices:
-            raise ConfigError(
-                f"{key}: expected one of {', '.join(map(repr, choices))}, got {value!r}"
-                + _closest(str(value), [str(c) for c in choices])
-            )
-        return value
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        # `1e6` reads as a float (or, in YAML 1.1, a string); accept it when it is whole.
-        try:
-            as_float = float(value) if not isinstance(value, bool) else None
-        except (TypeError, ValueError):
-            as_float = None
-        if as_float is not None and as_float.is_integer():
-            return int(as_float)
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            pass
-    elif hint is str:
-        return str(value)
-    raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r} ({type(value).__name__})")
-
-
-def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
-    """Make dataclass `cls` from a nested dict, naming any unknown key and its closest match."""
-    if not isinstance(values, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for name, value in values.items():
-        if name not in names:
-            where = f"section '{prefix.rstrip('.')}'" if prefix else "the top level"
-            raise ConfigError(
-                f"unknown config key '{prefix}{name}'{_closest(str(name), names)} "
-                f"(valid keys in {where}: {', '.join(names)})"
-            )
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value or {}, f"{prefix}{name}.")
-        else:
-            kwargs[name] = _coerce(f"{prefix}{name}", hint, value)
-    return cls(**kwargs)
-
-
-def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = tree
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"'{key}': '{part}' is a value, not a section")
-        node = child
-    node[parts[-1]] = value
-
-
-def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """Turn `["replay.capacity=100000", ...]` into a nested dict (values read as YAML)."""
-    tree: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(
-                f"override '{item}' is not of the form key=value (e.g. replay.capacity=100000)"
-            )
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
-        _set_dotted(tree, key.strip(), value)
-    return tree
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def from_dict(values: dict[str, Any]) -> Config:
-    """Build a Config from nested plain values, checking every key and type."""
-    try:
-        return _build(Config, values, "")
-    except TypeError as exc:  # a dataclass rejected its arguments
-        raise ConfigError(str(exc)) from exc
-
-
-def load_config(
-    path: str | Path | None = None,
-    overrides: list[str] | None = None,
-    *,
-    game: str | None = None,
-) -> Config:
-    """Read a YAML config (or the defaults), then apply `key=value` overrides and `game`."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file '{path}' not found (the ones shipped are in configs/)")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from exc
-    values = _merge(values, parse_overrides(overrides or []))
-    if game is not None:
-        values = _merge(values, {"env": {"game": game}})
-    return from_dict(values)
-
-
-def to_dict(cfg: Config) -> dict[str, Any]:
-    """Nested plain values, ready for YAML or JSON."""
-    return dataclasses.asdict(cfg)
-
-
-def to_yaml(cfg: Config) -> str:
-    """The resolved config as YAML, as written into each run directory."""
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
-
-
-def valid_keys() -> list[str]:
-    """Every dotted key a config may set, for help texts."""
-    keys = []
-    for name, hint in _section_types().items():
-        if dataclasses.is_dataclass(hint):
-            keys += [f"{name}.{f.name}" for f in dataclasses.fields(hint)]
-        else:
-            keys.append(name)
-    return keys
+    smallest = min_screen_size()
+    if cfg.env.screen_size < smallest:
+        raise ConfigError(
+            f"env.screen_size={cfg.env.screen_size} is too small for the Nature CNN's three "
+            f"convolutions; use at least {smallest} (the paper uses 84)"
+        )
+    if loop.replay_start_steps < cfg.learner.batch_size:
+        raise ConfigError(
+            f"loop.replay_start_steps={loop.replay_start_steps} must be at least "
+            f"learner.batch_size={cfg.learner.batch_size}"
+        )

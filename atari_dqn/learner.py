@@ -12,27 +12,37 @@ import contextlib
 import copy
 import logging
 import warnings
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from atari_dqn.config import ConfigError, LearnerConfig
+from atari_dqn.config import LearnerConfig
+from atari_dqn.errors import ConfigError
 from atari_dqn.network import NatureCNN
 from atari_dqn.optim import DeepMindRMSprop, make_optimizer
-
-LOSSES = ("huber", "mse")
 
 
 class TransitionBatch(Protocol):
     """What `Learner.update` reads (torch tensors or numpy arrays, on any device)."""
 
-    obs: torch.Tensor  # uint8[B, history, 84, 84], s_tm1
+    obs: torch.Tensor  # uint8[B, history, S, S], s_tm1
     action: torch.Tensor  # int64[B], a_tm1
     reward: torch.Tensor  # float32[B], r_t (clipped by the env)
     discount: torch.Tensor  # float32[B], 0 after a terminal, 1 otherwise (truncation included)
-    next_obs: torch.Tensor  # uint8[B, history, 84, 84], s_t
+    next_obs: torch.Tensor  # uint8[B, history, S, S], s_t
+
+
+def _huber(qa_tm1: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.huber_loss(qa_tm1, target, reduction="none", delta=1.0)
+
+
+def _mse(qa_tm1: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (target - qa_tm1).square()
+
+
+_LOSSES = {"huber": _huber, "mse": _mse}
 
 
 def td_loss(
@@ -43,7 +53,7 @@ def td_loss(
     q_t: torch.Tensor,
     *,
     gamma: float,
-    loss: str = "huber",
+    loss: Literal["huber", "mse"] = "huber",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean one-step Q-learning loss over a batch, and the per-sample TD errors.
 
@@ -61,17 +71,10 @@ def td_loss(
     Returns:
         (scalar mean loss, detached td_error[B] = target - Q(s_tm1, a_tm1)).
     """
-    if loss not in LOSSES:
-        raise ConfigError(f"learner.loss={loss!r} is unknown; use one of {', '.join(LOSSES)}")
     qa_tm1 = q_tm1.gather(1, a_tm1.unsqueeze(1)).squeeze(1)
     with torch.no_grad():
         target = r_t + gamma * discount_t * q_t.max(dim=1).values
-    td_error = target - qa_tm1
-    if loss == "huber":
-        losses = F.huber_loss(qa_tm1, target, reduction="none", delta=1.0)
-    else:
-        losses = 0.5 * td_error.square()
-    return losses.mean(), td_error.detach()
+    return _LOSSES[loss](qa_tm1, target).mean(), (target - qa_tm1).detach()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -96,7 +99,13 @@ class Learner:
     """Online and target NatureCNNs, their optimiser, epsilon-greedy acting and updates."""
 
     def __init__(
-        self, n_actions: int, cfg: LearnerConfig, *, history_length: int = 4, seed: int = 0
+        self,
+        n_actions: int,
+        cfg: LearnerConfig,
+        *,
+        history_length: int = 4,
+        screen_size: int = 84,
+        seed: int = 0,
     ) -> None:
         self.cfg = cfg
         self.n_actions = n_actions
@@ -105,7 +114,7 @@ class Learner:
             torch.set_num_threads(cfg.torch_threads)
         # Its own generator: the init depends on `seed` only, not on torch's global RNG.
         generator = torch.Generator().manual_seed(seed)
-        online = NatureCNN(n_actions, history_length, generator=generator)
+        online = NatureCNN(n_actions, history_length, screen_size, generator=generator)
         self._memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.online = online.to(self.device, memory_format=self._memory_format)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
@@ -137,7 +146,7 @@ class Learner:
         return x.contiguous(memory_format=self._memory_format) if frames else x
 
     def act(self, stacks: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
-        """Epsilon-greedy actions int64[N] for frame stacks uint8[N, history, 84, 84].
+        """Epsilon-greedy actions int64[N] for frame stacks uint8[N, history, S, S].
 
         The random draws (explore or not, and a uniform action) are made for every env
         whatever the network says, so the `rng` stream does not depend on Q-values. Ties in

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from atari_dqn.config import LoggingConfig
+from atari_dqn.rundir import RunDir
 
 
 class CsvLog:
@@ -40,10 +41,10 @@ class CsvLog:
 class TensorBoard:
     """Scalars and histograms as TensorBoard event files in the run directory."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, log_dir: Path) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        self._writer = SummaryWriter(log_dir=str(log_dir))
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         for key, value in values.items():
@@ -129,11 +130,11 @@ class RunLogs:
     """All of a run's outputs: `metrics.csv` (training), `evals.csv` (evaluations), TensorBoard."""
 
     def __init__(
-        self, run_dir: Path, cfg: LoggingConfig, *, total_steps: int, start_step: int, game: str
+        self, run: RunDir, cfg: LoggingConfig, *, total_steps: int, start_step: int, game: str
     ) -> None:
-        self.metrics = CsvLog(run_dir / "metrics.csv")
-        self.evals = CsvLog(run_dir / "evals.csv")
-        self.tensorboard = TensorBoard(run_dir) if cfg.tensorboard else NullTensorBoard()
+        self.metrics = CsvLog(run.metrics_csv)
+        self.evals = CsvLog(run.evals_csv)
+        self.tensorboard = TensorBoard(run.tensorboard) if cfg.tensorboard else NullTensorBoard()
         self.progress = Progress(total_steps, start_step, game) if cfg.progress else NullProgress()
 
     def train_row(self, row: dict[str, Any], q_per_action: np.ndarray, actions: np.ndarray) -> None:

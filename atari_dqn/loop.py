@@ -9,7 +9,6 @@ target network is copied every `target_update_steps`.
 
 from __future__ import annotations
 
-import datetime as _dt
 import signal
 import time
 from collections import deque
@@ -20,14 +19,18 @@ import numpy as np
 import torch
 
 from atari_dqn import checkpoint as ckpt
-from atari_dqn.config import Config, ConfigError, load_config, to_dict, to_yaml
-from atari_dqn.envs import VectorEnv, env_overrides
+from atari_dqn.acting import Acting
+from atari_dqn.config import Config
+from atari_dqn.configfile import to_dict
+from atari_dqn.env.vector import VectorEnv
+from atari_dqn.errors import CheckpointError, ConfigError
 from atari_dqn.evaluate import evaluate
 from atari_dqn.learner import Learner
 from atari_dqn.logs import RunLogs
-from atari_dqn.replay import FrameRing, Prefetcher, to_tensors
+from atari_dqn.replay.feed import Prefetcher, to_tensors
+from atari_dqn.replay.ring import FrameRing
+from atari_dqn.rundir import RunDir
 
-CONFIG_FILE = "config.yaml"
 _RECENT_GAMES = 100
 _PROGRESS_STEPS = 200  # agent steps between moves of the progress bar
 
@@ -48,21 +51,6 @@ def epsilon_at(cfg: Config, agent_steps: int) -> float:
 def updates_due(cfg: Config, agent_steps: int) -> int:
     """Learner updates owed after `agent_steps`: one per `update_every_steps` past replay start."""
     return max(0, agent_steps - cfg.loop.replay_start_steps) // cfg.loop.update_every_steps
-
-
-def new_run_dir(game: str, root: Path = Path("runs")) -> Path:
-    """`runs/<game>-<UTC timestamp>`, the default home of a run."""
-    return root / f"{game}-{_dt.datetime.now(_dt.timezone.utc):%Y%m%d-%H%M%S}"
-
-
-def read_run_config(run_dir: Path, overrides: list[str] | None = None) -> Config:
-    """The resolved config a run was started with, with `key=value` overrides applied."""
-    if not run_dir.is_dir():
-        raise ConfigError(f"run directory '{run_dir}' not found")
-    path = run_dir / CONFIG_FILE
-    if not path.is_file():
-        raise ConfigError(f"'{run_dir}' is not a run directory: it has no {CONFIG_FILE}")
-    return load_config(path, overrides)
 
 
 class _StopRequest:
@@ -90,18 +78,19 @@ class _StopRequest:
 class Trainer:
     """One run's envs, replay, learner and counters; `run()` trains to `loop.total_steps`."""
 
-    def __init__(self, cfg: Config, run_dir: Path) -> None:
+    def __init__(self, cfg: Config, run: RunDir) -> None:
         self.cfg = cfg
-        self.run_dir = run_dir
-        n = cfg.loop.num_envs
-        self.envs = VectorEnv(cfg.env.game, n, seed=cfg.seed, **env_overrides(cfg.env))
+        self.rundir = run
+        n, history, size = cfg.loop.num_envs, cfg.replay.history_length, cfg.env.screen_size
+        self.envs = VectorEnv(cfg.env, n, seed=cfg.seed)
         self.n_actions = self.envs.n_actions
         self.ring = FrameRing(
-            cfg.replay.capacity, n, history_length=cfg.replay.history_length, seed=cfg.seed
+            cfg.replay.capacity, n, history_length=history, frame_shape=(size, size), seed=cfg.seed
         )
+        self.acting = Acting(self.envs, self.ring, history, size)
         torch.manual_seed(cfg.seed)
         self.learner = Learner(
-            self.n_actions, cfg.learner, history_length=cfg.replay.history_length, seed=cfg.seed
+            self.n_actions, cfg.learner, history_length=history, screen_size=size, seed=cfg.seed
         )
         self.rng = np.random.default_rng([cfg.seed, 1])  # exploration draws
         self.agent_steps = 0
@@ -109,9 +98,9 @@ class Trainer:
         self.games = 0
         self.recent_returns: deque[float] = deque(maxlen=_RECENT_GAMES)
         self.env_started = False
-        self.learn_after_steps = 0  # > 0 while a ring restored empty refills (see resume)
+        self.learn_after_steps = 0  # > 0 while a ring restored empty refills (see restore)
         self.prefetch: Prefetcher | None = None
-        self.pending_batch: dict[str, torch.Tensor] | None = None  # restored by resume
+        self.pending_batch: dict[str, torch.Tensor] | None = None  # restored by restore
 
     # -- state -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -134,7 +123,11 @@ class Trainer:
             "prefetch_pending": self.prefetch.pending() if self.prefetch else None,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def restore(self, state: dict[str, Any], ring: FrameRing | None) -> None:
+        """Continue from a checkpoint: its `state_dict()` and its saved ring, if any.
+
+        Without a saved ring (`checkpoint.save_replay=false`) every env starts a new game
+        and the ring refills for `loop.replay_start_steps` before learning resumes."""
         counters = state["counters"]
         self.agent_steps = counters["agent_steps"]
         self.updates = counters["updates"]
@@ -147,16 +140,24 @@ class Trainer:
         self.envs.set_state(state["envs"])
         self.pending_batch = state["prefetch_pending"]
         self.env_started = True
+        if ring is not None:
+            self.ring = self.acting.memory = ring
+        elif self.cfg.checkpoint.save_replay:
+            raise CheckpointError(f"checkpoint in '{self.rundir}' has no replay file")
+        else:
+            self.acting.start()
+            self.learn_after_steps = self.agent_steps + self.cfg.loop.replay_start_steps
+            print("the checkpoint has no replay (checkpoint.save_replay=false): refilling it first")
 
     def save(self) -> None:
         replay = self.ring if self.cfg.checkpoint.save_replay else None
-        ckpt.save_checkpoint(self.run_dir, self.state_dict(), replay)
+        ckpt.save_checkpoint(self.rundir, self.state_dict(), replay)
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> int:
         cfg = self.cfg
         logs = RunLogs(
-            self.run_dir,
+            self.rundir,
             cfg.logging,
             total_steps=cfg.loop.total_steps,
             start_step=self.agent_steps,
@@ -175,13 +176,13 @@ class Trainer:
                 name = signal.Signals(stop.signal).name
                 logs.progress.print(
                     f"{name}: checkpoint saved at {self.agent_steps:,} agent steps. Resume with:\n"
-                    f"  python -m atari_dqn train --resume {self.run_dir}"
+                    f"  python -m atari_dqn train --resume {self.rundir}"
                 )
                 return 130 if stop.signal == signal.SIGINT else 143
             self.save()
             logs.progress.print(
                 f"done: {self.agent_steps:,} agent steps "
-                f"({self.agent_steps * cfg.env.frame_skip:,} frames) in {self.run_dir}"
+                f"({self.agent_steps * cfg.env.frame_skip:,} frames) in {self.rundir}"
             )
             return 0
         finally:
@@ -194,24 +195,13 @@ class Trainer:
         cfg = self.cfg
         n = cfg.loop.num_envs
         if not self.env_started:
-            self.ring.start_episodes(np.arange(n), self.envs.reset())
+            self.acting.start()
             self.env_started = True
-        stacks = np.empty(
-            (n, cfg.replay.history_length, cfg.env.screen_size, cfg.env.screen_size), np.uint8
-        )
         interval = _Interval(self.n_actions, self.agent_steps)
         batch_size = cfg.learner.batch_size
         while self.agent_steps < cfg.loop.total_steps and stop.signal is None:
             epsilon = epsilon_at(cfg, self.agent_steps)
-            if epsilon >= 1.0:
-                actions = self.rng.integers(0, self.n_actions, size=n)
-            else:
-                actions = self.learner.act(self.ring.stacks(out=stacks), epsilon, self.rng)
-            out = self.envs.step(actions)
-            self.ring.add(actions, out.rewards, out.terminated, out.truncated, out.frames)
-            ended = np.flatnonzero(out.terminated | out.truncated)
-            if ended.size:
-                self.ring.start_episodes(ended, out.first_frames[ended])
+            actions, out = self.acting.step(self.learner, epsilon, self.rng)
             previous = self.agent_steps
             self.agent_steps += n
             interval.actions += np.bincount(actions, minlength=self.n_actions)
@@ -325,41 +315,27 @@ class _Interval:
 
 def train(cfg: Config, run_dir: Path) -> int:
     """Start a new run in `run_dir` (which must not hold one already)."""
-    if (run_dir / CONFIG_FILE).exists():
+    run = RunDir(run_dir)
+    if run.holds_run():
         raise ConfigError(
-            f"'{run_dir}' already holds a run; continue it with `train --resume {run_dir}` "
+            f"'{run}' already holds a run; continue it with `train --resume {run}` "
             "or choose another --run-dir"
         )
-    if cfg.loop.replay_start_steps < cfg.learner.batch_size:
-        raise ConfigError(
-            f"loop.replay_start_steps={cfg.loop.replay_start_steps} must be at least "
-            f"learner.batch_size={cfg.learner.batch_size}"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(to_yaml(cfg))
-    print(f"training {cfg.env.game} into {run_dir}")
-    return Trainer(cfg, run_dir).run()
+    run.write_config(cfg)
+    print(f"training {cfg.env.game} into {run}")
+    return Trainer(cfg, run).run()
 
 
 def resume(run_dir: Path, overrides: list[str] | None = None) -> int:
     """Continue the run in `run_dir` from its checkpoint (overrides may extend it)."""
-    cfg = read_run_config(run_dir, overrides)
-    if cfg.env.game != read_run_config(run_dir).env.game:
+    run = RunDir(run_dir)
+    cfg = run.read_config(overrides)
+    if cfg.env.game != run.read_config().env.game:
         raise ConfigError("a resumed run keeps its game; start a new run for another game")
-    state = ckpt.load_state(run_dir)
-    trainer = Trainer(cfg, run_dir)
-    ckpt.check_compatible(state, game=cfg.env.game, n_actions=trainer.n_actions, path=run_dir)
-    trainer.load_state_dict(state)
-    replay = ckpt.replay_path(run_dir)
-    if replay is not None:
-        trainer.ring = FrameRing.load(replay)
-    elif cfg.checkpoint.save_replay:
-        raise ckpt.CheckpointError(f"checkpoint in '{run_dir}' has no replay file")
-    else:
-        # No saved replay: start fresh games and refill the ring before learning again.
-        trainer.ring.start_episodes(np.arange(cfg.loop.num_envs), trainer.envs.reset())
-        trainer.learn_after_steps = trainer.agent_steps + cfg.loop.replay_start_steps
-        print("the checkpoint has no replay (checkpoint.save_replay=false): refilling it first")
-    (run_dir / CONFIG_FILE).write_text(to_yaml(cfg))
-    print(f"resuming {cfg.env.game} in {run_dir} at {trainer.agent_steps:,} agent steps")
+    state = ckpt.load_state(run)
+    trainer = Trainer(cfg, run)
+    ckpt.check_compatible(state, game=cfg.env.game, n_actions=trainer.n_actions, run=run)
+    trainer.restore(state, ckpt.load_replay(run))
+    run.write_config(cfg)
+    print(f"resuming {cfg.env.game} in {run} at {trainer.agent_steps:,} agent steps")
     return trainer.run()

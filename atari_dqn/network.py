@@ -12,10 +12,24 @@ import math
 import torch
 from torch import nn
 
+# (out channels, kernel, stride) of the three convolutions (Methods, "Model architecture").
+_CONVS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
 
-def _conv_out(size: int, kernel: int, stride: int) -> int:
-    """Side of a 'valid' (unpadded) convolution's output."""
-    return (size - kernel) // stride + 1
+
+def _conv_side(screen_size: int) -> int:
+    """Side of the last convolution's output for a square input of `screen_size` pixels."""
+    side = screen_size
+    for _, kernel, stride in _CONVS:
+        side = (side - kernel) // stride + 1  # a 'valid' (unpadded) convolution
+    return side
+
+
+def min_screen_size() -> int:
+    """The smallest square input the three convolutions accept (36 pixels)."""
+    size = 1
+    while _conv_side(size) <= 0:
+        size += 1
+    return size
 
 
 def _init_uniform_fan_in(layer: nn.Conv2d | nn.Linear, generator: torch.Generator | None) -> None:
@@ -53,25 +67,20 @@ class NatureCNN(nn.Module):
                 f"NatureCNN needs n_actions > 0 and history_length > 0, "
                 f"got {n_actions} and {history_length}"
             )
-        side = _conv_out(_conv_out(_conv_out(screen_size, 8, 4), 4, 2), 3, 1)
-        if side <= 0:
+        if screen_size < min_screen_size():
             raise ValueError(
                 f"screen_size={screen_size} is too small for the Nature CNN's three "
-                "convolutions; use at least 36 (the paper uses 84)"
+                f"convolutions; use at least {min_screen_size()} (the paper uses 84)"
             )
         self.input_shape = (history_length, screen_size, screen_size)
-        self.layers = nn.Sequential(
-            nn.Conv2d(history_length, 32, kernel_size=8, stride=4),
-            nn.ReLU(),
-            nn.Conv2d(32, 64, kernel_size=4, stride=2),
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, stride=1),
-            nn.ReLU(),
-            nn.Flatten(),
-            nn.Linear(64 * side * side, 512),
-            nn.ReLU(),
-            nn.Linear(512, n_actions),
-        )
+        layers: list[nn.Module] = []
+        channels = history_length
+        for out, kernel, stride in _CONVS:
+            layers += [nn.Conv2d(channels, out, kernel_size=kernel, stride=stride), nn.ReLU()]
+            channels = out
+        side = _conv_side(screen_size)
+        layers += [nn.Flatten(), nn.Linear(channels * side * side, 512), nn.ReLU()]
+        self.layers = nn.Sequential(*layers, nn.Linear(512, n_actions))
         for layer in self.layers:
             if isinstance(layer, (nn.Conv2d, nn.Linear)):
                 _init_uniform_fan_in(layer, generator)

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 
 import torch
 
-from atari_dqn.config import ConfigError, LearnerConfig
+from atari_dqn.config import LearnerConfig
 
 
 class DeepMindRMSprop(torch.optim.Optimizer):
@@ -140,10 +140,7 @@ def make_optimizer(params: Iterable[torch.Tensor], cfg: LearnerConfig) -> torch.
             eps=cfg.min_squared_gradient,
             centered=True,
         )
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(
-            params, lr=cfg.learning_rate, eps=cfg.min_squared_gradient / cfg.batch_size
-        )
-    raise ConfigError(
-        f"learner.optimizer={cfg.optimizer!r} is unknown; use deepmind_rmsprop, rmsprop or adam"
+    # `adam`; the config admits no other name.
+    return torch.optim.Adam(
+        params, lr=cfg.learning_rate, eps=cfg.min_squared_gradient / cfg.batch_size
     )

@@ -9,16 +9,16 @@ run is never silently compared with the paper's 200M-frame figure.
 from __future__ import annotations
 
 import csv
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from atari_dqn.config import ConfigError, load_config
-from atari_dqn.envs import action_meanings
-from atari_dqn.scores import PaperScores, human_normalized, paper_scores
+from atari_dqn.env.atari import action_meanings
+from atari_dqn.errors import ConfigError
+from atari_dqn.rundir import RunDir
+from atari_dqn.scores import human_normalized, lookup
 from atari_dqn.stats import bootstrap_ci, iqm
 
 PAPER_FRAMES = 200_000_000  # 50M agent steps x 4 frames (Nature, Methods)
@@ -50,15 +50,13 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 def summarise_run(run_dir: Path) -> RunSummary:
     """The run's final scores: `eval.json` when `eval` was run, else its last evaluation."""
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"'{run_dir}' is not a run directory (no config.yaml)")
-    cfg = load_config(run_dir / "config.yaml")
+    run = RunDir(run_dir)
+    cfg = run.read_config()
     actions = action_meanings(cfg.env)
-    eval_json = run_dir / "eval.json"
-    if eval_json.is_file():
-        record = json.loads(eval_json.read_text())
+    record = run.read_eval_record()
+    if record is not None:
         return RunSummary(
-            run_dir,
+            run.path,
             cfg.env.game,
             cfg.seed,
             record["emulator_frames"],
@@ -66,31 +64,21 @@ def summarise_run(run_dir: Path) -> RunSummary:
             "eval.json",
             actions,
         )
-    evals = _read_csv(run_dir / "evals.csv")
+    evals = _read_csv(run.evals_csv)
     if not evals:
         raise ConfigError(
-            f"'{run_dir}' has no evaluation yet: run `python -m atari_dqn eval --run-dir {run_dir}`"
+            f"'{run}' has no evaluation yet: run `python -m atari_dqn eval --run-dir {run}`"
         )
     last = evals[-1]
-    # Each game's score when recorded; older runs kept only the mean, which then stands in.
-    scores = [float(x) for x in last.get("scores", "").split()] or [float(last["mean_score"])]
     return RunSummary(
-        run_dir,
+        run.path,
         cfg.env.game,
         cfg.seed,
         int(last["emulator_frames"]),
-        scores,
+        [float(x) for x in last["scores"].split()],
         "evals.csv (last evaluation)",
         actions,
     )
-
-
-def _paper(game: str) -> PaperScores | None:
-    """The paper's figures for `game`, or None for a game outside its tables."""
-    try:
-        return paper_scores(game)
-    except KeyError:
-        return None
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -110,7 +98,7 @@ def game_table(runs: list[RunSummary]) -> str:
     for game, group in sorted(by_game.items()):
         scores = np.concatenate([r.scores for r in group])
         mean, low, high = bootstrap_ci(scores)
-        paper = _paper(game)
+        paper = lookup(game)
         frames = sorted({r.frames for r in group})
         budget = ", ".join(f"{f / 1e6:.1f}M" if f >= 100_000 else f"{f:,}" for f in frames)
         if max(frames) < PAPER_FRAMES:
@@ -132,7 +120,7 @@ def aggregate(runs: list[RunSummary]) -> dict[str, tuple[float, float, float]]:
 
     Runs of games outside the paper's tables have no human score and are left out.
     """
-    hns = np.array([human_normalized(r.game, r.mean) for r in runs if _paper(r.game)])
+    hns = np.array([human_normalized(r.game, r.mean) for r in runs if lookup(r.game)])
     if hns.size == 0:
         return {}
     return {"median": bootstrap_ci(hns, np.median), "IQM": bootstrap_ci(hns, iqm)}
@@ -145,9 +133,9 @@ def plot_run(run: RunSummary, out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    run_dir, game = run.path, run.game
-    metrics = _read_csv(run_dir / "metrics.csv")
-    evals = _read_csv(run_dir / "evals.csv")
+    run_dir, game = RunDir(run.path), run.game
+    metrics = _read_csv(run_dir.metrics_csv)
+    evals = _read_csv(run_dir.evals_csv)
     fig, axes = plt.subplots(2, 3, figsize=(15, 8))
     ax = axes[0, 0]
     if evals:
@@ -157,7 +145,7 @@ def plot_run(run: RunSummary, out: Path) -> Path:
         hi = np.array([float(r["ci_high"]) for r in evals])
         ax.plot(x, y, marker="o", label="ours (eval, eps 0.05)")
         ax.fill_between(x, lo, hi, alpha=0.2)
-    paper = _paper(game)
+    paper = lookup(game)
     if paper is not None and paper.nature_dqn is not None:
         ax.axhline(paper.nature_dqn, color="k", ls="--", label="Nature DQN (200M frames)")
     if paper is not None:
@@ -195,7 +183,7 @@ def write_report(run_dirs: list[Path], out: Path) -> int:
     runs = [summarise_run(d) for d in dirs]
     out.mkdir(parents=True, exist_ok=True)
     table = game_table(runs)
-    scored = sum(_paper(r.game) is not None for r in runs)
+    scored = sum(lookup(r.game) is not None for r in runs)
     summary = []
     for name, (point, low, high) in aggregate(runs).items():
         # Resampling a single run gives that run back: there is no interval to report.

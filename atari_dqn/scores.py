@@ -55,10 +55,10 @@ DQN Zoo versus the Nature table
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
-from atari_dqn.names import fold
+from atari_dqn.errors import UnknownGameError
+from atari_dqn.games import game_name
 
 
 @dataclass(frozen=True)
@@ -75,13 +75,6 @@ class PaperScores:
     """NIPS 2013 Table 1 "DQN" row (average reward); None outside its 7 games."""
     nips_dqn_best: float | None = None
     """NIPS 2013 Table 1 "DQN Best" row (best single episode); None outside its 7 games."""
-
-
-class UnknownGameError(KeyError):
-    """A game name that is not in the score tables."""
-
-    def __str__(self) -> str:  # KeyError would print the message wrapped in quotes
-        return str(self.args[0]) if self.args else ""
 
 
 # Columns: random, human, nature_dqn, nips_dqn[, nips_dqn_best]. Sources: module docstring.
@@ -153,30 +146,30 @@ NATURE_GAMES: tuple[str, ...] = tuple(g for g in ATARI57_GAMES if _TABLE[g].natu
 NIPS_GAMES: tuple[str, ...] = tuple(g for g in ATARI57_GAMES if _TABLE[g].nips_dqn is not None)
 """The 7 games of the NIPS 2013 paper's Table 1, sorted."""
 
-_BY_FOLDED = {fold(g): g for g in _TABLE}
+GAME_LISTS: dict[str, tuple[str, ...]] = {
+    "nature49": NATURE_GAMES,
+    "nips7": NIPS_GAMES,
+    "atari57": ATARI57_GAMES,
+}
+"""Named game lists, for commands that take many games (`--games nature49`)."""
 
 
-def canonical_name(game: str) -> str:
-    """The table's CamelCase name for ``game``.
-
-    Accepts the CamelCase name ('SpaceInvaders'), any capitalisation ('spaceinvaders'), the
-    ale-py ROM id ('space_invaders') and gymnasium ids ('ALE/SpaceInvaders-v5',
-    'SpaceInvadersNoFrameskip-v4'). Raises ``UnknownGameError`` (a ``KeyError``) otherwise.
-    """
-    found = _BY_FOLDED.get(fold(game))
-    if found is not None:
-        return found
-    guesses = difflib.get_close_matches(fold(game), list(_BY_FOLDED), n=1)
-    hint = f" did you mean {_BY_FOLDED[guesses[0]]!r}?" if guesses else ""
-    raise UnknownGameError(
-        f"unknown game {game!r};{hint} the score tables hold the 57 Atari-57 games "
-        f"(atari_dqn.scores.ATARI57_GAMES), of which the Nature paper's 49 have DQN scores"
-    )
+def lookup(game: str) -> PaperScores | None:
+    """Published scores for ``game`` (any spelling `game_name` takes), or None for an ALE
+    game outside the tables (Tetris, say)."""
+    return _TABLE.get(game_name(game))
 
 
 def paper_scores(game: str) -> PaperScores:
-    """Random, human and published DQN scores for ``game`` (any name ``canonical_name`` takes)."""
-    return _TABLE[canonical_name(game)]
+    """Random, human and published DQN scores for ``game``; UnknownGameError outside the
+    tables (the 57 Atari-57 games, of which the Nature paper's 49 have DQN scores)."""
+    row = lookup(game)
+    if row is None:
+        raise UnknownGameError(
+            f"no published scores for '{game}': the score tables hold the 57 Atari-57 games "
+            f"(atari_dqn.scores.ATARI57_GAMES), of which the Nature paper's 49 have DQN scores"
+        )
+    return row
 
 
 def human_normalized(game: str, score: float) -> float:
@@ -187,13 +180,3 @@ def human_normalized(game: str, score: float) -> float:
     """
     row = paper_scores(game)
     return 100.0 * (score - row.random) / (row.human - row.random)
-
-
-def nature_games() -> list[str]:
-    """The 49 games of the Nature paper, sorted, as CamelCase names."""
-    return list(NATURE_GAMES)
-
-
-def gymnasium_id(game: str) -> str:
-    """The gymnasium v5 environment id for ``game``: 'breakout' -> 'ALE/Breakout-v5'."""
-    return f"ALE/{canonical_name(game)}-v5"

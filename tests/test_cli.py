@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,3 +79,65 @@ def test_eval_of_a_missing_run_directory_is_a_clear_error(tmp_path):
 def test_every_command_has_help():
     for command in ("train", "eval", "bench", "report", "games"):
         assert cli(command, "--help").returncode == 0
+
+
+def _run_dir(root: Path, *, state: bytes | None = None, replay: bytes | None = None) -> Path:
+    """A run directory as `train` leaves it, with the checkpoint files given (raw bytes)."""
+    run = root / "run"
+    (run / "checkpoint").mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({"env": {"game": "Breakout"}}))
+    if state is not None:
+        (run / "checkpoint" / "state.pt").write_bytes(state)
+    if replay is not None:
+        (run / "checkpoint" / "replay.ring").write_bytes(replay)
+    return run
+
+
+def _valid_state() -> bytes:
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({"format_version": 1, "game": "Breakout", "n_actions": 4}, buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("unknown game", "unknown game 'Pongg'"),
+        ("unknown key", "unknown config key 'replay.capcity'"),
+        ("wrong type", "loop.num_envs: expected int, got 'four'"),
+        ("out of range", "eval.epsilon must be in [0, 1]"),
+        ("missing config file", "config file 'nope.yaml' not found"),
+        ("missing run directory", "not found"),
+        ("not a run directory", "is not a run directory"),
+        ("no checkpoint", "no checkpoint in"),
+        ("corrupt checkpoint", "is corrupt or unreadable"),
+        ("corrupt replay file", "replay file"),
+    ],
+)
+def test_each_kind_of_bad_input_is_one_line_and_status_2(tmp_path, case, expected):
+    train = ("train", "--game", "Breakout", "--dry-run")
+    args = {
+        "unknown game": lambda: ("train", "--dry-run", "--game", "Pongg"),
+        "unknown key": lambda: (*train, "replay.capcity=10"),
+        "wrong type": lambda: (*train, "loop.num_envs=four"),
+        "out of range": lambda: (*train, "eval.epsilon=2"),
+        "missing config file": lambda: (*train, "--config", "nope.yaml"),
+        "missing run directory": lambda: ("train", "--resume", str(tmp_path / "nope")),
+        "not a run directory": lambda: ("eval", "--run-dir", str(tmp_path)),
+        "no checkpoint": lambda: ("train", "--resume", str(_run_dir(tmp_path))),
+        "corrupt checkpoint": lambda: (
+            "eval", "--run-dir", str(_run_dir(tmp_path, state=b"garbage"))
+        ),
+        "corrupt replay file": lambda: (
+            "train", "--resume", str(_run_dir(tmp_path, state=_valid_state(), replay=b"x" * 99))
+        ),
+    }[case]()  # fmt: skip
+    result = cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from atari_dqn.config import Config, ConfigError, load_config, to_yaml, valid_keys
+from atari_dqn.config import Config, EnvConfig, LearnerConfig
+from atari_dqn.configfile import load_config, to_yaml, valid_keys
+from atari_dqn.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 NATURE = ROOT / "configs" / "nature.yaml"
@@ -109,6 +111,8 @@ def test_unknown_key_in_a_yaml_file_is_an_error(tmp_path):
         ("logging.progress=maybe", "logging.progress: expected bool"),
         ("learner.discount=abc", "learner.discount: expected float"),
         ("loop.num_envs=2.5", "loop.num_envs: expected int, got 2.5"),
+        ("learner.loss=l1", "learner.loss: expected one of 'huber', 'mse'"),
+        ("learner.optimizer=sgd", "learner.optimizer: expected one of 'deepmind_rmsprop'"),
     ],
 )
 def test_a_value_of_the_wrong_type_names_key_type_and_value(override, expected):
@@ -123,6 +127,10 @@ def test_a_value_of_the_wrong_type_names_key_type_and_value(override, expected):
         ("eval.epsilon=1.5", r"eval.epsilon must be in \[0, 1\]"),
         ("replay.capacity=3", "replay.capacity=3 is too small"),
         ("env.noop_max=-1", "env.noop_max must be >= 0"),
+        ("env.screen_size=32", "env.screen_size=32 is too small for the Nature CNN"),
+        ("loop.replay_start_steps=10", "loop.replay_start_steps=10 must be at least"),
+        ("learner.gradient_momentum=1.0", r"learner.gradient_momentum must be in \[0, 1\)"),
+        ("env.game=Breakot", "unknown game 'Breakot'; did you mean 'Breakout'"),
     ],
 )
 def test_values_out_of_range_are_errors(override, expected):
@@ -146,6 +154,14 @@ def test_resolved_yaml_round_trips(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(to_yaml(cfg))
     assert load_config(path) == cfg
+
+
+def test_a_section_built_directly_checks_its_own_rules():
+    with pytest.raises(ConfigError, match="env.noop_max must be >= 0"):
+        EnvConfig(noop_max=-1)
+    with pytest.raises(ConfigError, match="learner.batch_size must be positive"):
+        LearnerConfig(batch_size=0)
+    assert EnvConfig(game="ALE/space_invaders-v5").game == "SpaceInvaders"
 
 
 def test_valid_keys_are_dotted():

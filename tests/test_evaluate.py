@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from atari_dqn.config import Config, load_config
-from atari_dqn.evaluate import eval_env_overrides, evaluate
+from atari_dqn.config import Config
+from atari_dqn.configfile import load_config
+from atari_dqn.evaluate import eval_env_config, evaluate
 from atari_dqn.learner import Learner
 
 
@@ -23,12 +24,12 @@ class NoopLearner:
 
 
 def test_eval_envs_use_the_papers_protocol_not_the_training_one():
-    overrides = eval_env_overrides(Config())
-    assert overrides["noop_max"] == 30
-    assert overrides["max_episode_frames"] == 18_000
-    assert overrides["terminal_on_life_loss"] is False
-    assert overrides["clip_rewards"] is False
-    assert overrides["frame_skip"] == 4
+    env = eval_env_config(Config())
+    assert env.noop_max == 30
+    assert env.max_episode_frames == 18_000
+    assert env.terminal_on_life_loss is False
+    assert env.clip_rewards is False
+    assert env.frame_skip == 4
 
 
 def test_lives_do_not_end_a_scored_game_and_the_frame_cap_does():

@@ -7,7 +7,8 @@ import torch
 
 from atari_dqn.config import LearnerConfig
 from atari_dqn.learner import Learner
-from atari_dqn.replay import FrameRing, to_tensors
+from atari_dqn.replay.feed import to_tensors
+from atari_dqn.replay.ring import FrameRing
 
 
 def test_q_values_learn_which_action_pays_through_the_frame_ring():

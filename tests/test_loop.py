@@ -14,8 +14,11 @@ import pytest
 import torch
 
 from atari_dqn import checkpoint as ckpt
-from atari_dqn.config import Config, ConfigError, load_config
+from atari_dqn.config import Config
+from atari_dqn.configfile import load_config
+from atari_dqn.errors import CheckpointError, ConfigError
 from atari_dqn.loop import epsilon_at, resume, train, updates_due
+from atari_dqn.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "smoke.yaml"
@@ -62,9 +65,9 @@ def test_smoke_run_learns_and_writes_metrics_tensorboard_evals_and_a_checkpoint(
     assert [int(r["agent_steps"]) for r in evals] == [1500, 3000]
     assert all(int(r["episodes"]) == 2 for r in evals)
     assert all(len(r["scores"].split()) == 2 for r in evals)
-    state = ckpt.load_state(run)
+    state = ckpt.load_state(RunDir(run))
     assert state["counters"]["agent_steps"] == 3000
-    assert ckpt.replay_path(run) is not None
+    assert ckpt.load_replay(RunDir(run)) is not None
     assert (run / "config.yaml").is_file()
 
 
@@ -97,7 +100,7 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path, num_envs, prefetch, 
     assert train(smoke(*base, "loop.total_steps=1200"), full) == 0
     assert train(smoke(*base, "loop.total_steps=600"), split) == 0
     assert resume(split, ["loop.total_steps=1200"]) == 0
-    a, b = ckpt.load_state(full), ckpt.load_state(split)
+    a, b = ckpt.load_state(RunDir(full)), ckpt.load_state(RunDir(split))
     assert a["counters"] == b["counters"]
     assert a["recent_returns"] == b["recent_returns"]
     for key, value in a["learner"]["online"].items():
@@ -108,16 +111,16 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     run = tmp_path / "run"
     train(smoke("loop.total_steps=600", "eval.interval_steps=0"), run)
     (run / "checkpoint" / "state.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ckpt.CheckpointError, match="corrupt"):
+    with pytest.raises(CheckpointError, match="corrupt"):
         resume(run)
 
 
 def test_checkpoint_of_another_game_is_refused(tmp_path):
     run = tmp_path / "run"
     train(smoke("loop.total_steps=600", "eval.interval_steps=0"), run)
-    state = ckpt.load_state(run)
-    with pytest.raises(ckpt.CheckpointError, match="for Breakout with 4 actions, not Pong"):
-        ckpt.check_compatible(state, game="Pong", n_actions=6, path=run)
+    state = ckpt.load_state(RunDir(run))
+    with pytest.raises(CheckpointError, match="for Breakout with 4 actions, not Pong"):
+        ckpt.check_compatible(state, game="Pong", n_actions=6, run=RunDir(run))
     with pytest.raises(ConfigError, match="keeps its game"):
         resume(run, ["env.game=Pong"])
 
@@ -133,7 +136,7 @@ def test_interrupted_checkpoint_write_leaves_the_previous_one_loadable(tmp_path)
     # A crash between the two renames leaves only checkpoint.old/: it is still found.
     (run / "checkpoint").rename(run / "checkpoint.old")
     (run / "checkpoint.tmp").mkdir()
-    assert ckpt.load_state(run)["counters"]["agent_steps"] == 600
+    assert ckpt.load_state(RunDir(run))["counters"]["agent_steps"] == 600
 
 
 def test_sigint_saves_a_checkpoint_and_prints_how_to_resume(tmp_path):
@@ -167,4 +170,16 @@ def test_sigint_saves_a_checkpoint_and_prints_how_to_resume(tmp_path):
     assert proc.returncode == 130, out
     assert f"--resume {run}" in out
     assert "Traceback" not in out
-    assert ckpt.load_state(run)["counters"]["agent_steps"] > 0
+    assert ckpt.load_state(RunDir(run))["counters"]["agent_steps"] > 0
+
+
+def test_a_run_with_a_smaller_screen_trains_end_to_end(tmp_path):
+    # env.screen_size reaches the ring and the network: 64x64 frames are stored and learned.
+    run = tmp_path / "run"
+    cfg = smoke("env.screen_size=64", "loop.total_steps=1000", "eval.interval_steps=0")
+    assert train(cfg, run) == 0
+    rows = read_csv(run / "metrics.csv")
+    assert int(rows[-1]["updates"]) == (1000 - 500) // 4
+    assert all(math.isfinite(float(r["loss"])) for r in rows if int(r["updates"]) > 0)
+    state = ckpt.load_state(RunDir(run))
+    assert state["learner"]["online"]["layers.7.weight"].shape == (512, 64 * 4 * 4)

@@ -21,8 +21,11 @@ from replay_reference import (
     transitions_of,
 )
 
-from atari_dqn.config import ConfigError
-from atari_dqn.replay import FrameRing, Prefetcher, ReplayError, to_tensors
+from atari_dqn.errors import ConfigError, ReplayError, UserError
+from atari_dqn.replay.feed import Prefetcher, to_tensors
+from atari_dqn.replay.inspection import gather, valid_transitions
+from atari_dqn.replay.ring import FrameRing
+from atari_dqn.replay.ringfile import load_ring, save_ring
 
 SMALL = (2, 2)  # frame shape of the counter tests: 4 pixels hold serial and env id
 
@@ -44,8 +47,7 @@ def assert_matches_reference(ring: FrameRing, stream: CounterStream) -> None:
     """Same valid set and count as the reference, same acting stacks, samples inside it."""
     ref = stream.ref
     expected = ref.valid()
-    env_ids, slots = ring._valid_indices()
-    got = transitions_of(ring._gather(env_ids, slots))
+    got = transitions_of(gather(ring, *valid_transitions(ring)))
     assert len(got) == len(set(got)), "a transition is stored twice"
     assert set(got) == expected
     assert len(ring) == len(expected)
@@ -106,7 +108,7 @@ def test_stack_pads_episode_start_with_first_frame():
 def test_sample_never_crosses_episode_start():
     ring, stream = make(slots=20)
     run_steps(stream, [[CONTINUE], [CONTINUE], [TERMINATED], [CONTINUE]])  # 1..4 | 5, 6
-    got = transitions_of(ring._gather(*ring._valid_indices()))
+    got = transitions_of(gather(ring, *valid_transitions(ring)))
     assert [(t[1], t[4]) for t in got if t[1][-1] == 5] == [((5, 5, 5, 5), (5, 5, 5, 6))]
     for t in got:
         episode = {1, 2, 3, 4} if t[1][-1] <= 4 else {5, 6}
@@ -116,7 +118,7 @@ def test_sample_never_crosses_episode_start():
 def test_truncated_episode_bootstraps_from_its_true_last_frame():
     ring, stream = make(slots=20)
     run_steps(stream, [[CONTINUE], [TRUNCATED], [CONTINUE], [TERMINATED]])  # 1,2,3 | 4,5,6
-    got = {t[1][-1]: t for t in transitions_of(ring._gather(*ring._valid_indices()))}
+    got = {t[1][-1]: t for t in transitions_of(gather(ring, *valid_transitions(ring)))}
     assert got[2][4] == (1, 1, 2, 3) and got[2][5] == 1.0  # time limit: bootstrap from 3
     assert got[5][4] == (4, 4, 5, 6) and got[5][5] == 0.0  # terminal: no bootstrap
     assert 3 not in got and 6 not in got  # no action was taken from a last frame
@@ -170,7 +172,7 @@ def test_capacity_of_a_million_is_allocated_lazily():
     rss = lambda: int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     before = rss()
     ring = FrameRing(1_000_000, 1)
-    assert ring._frames.nbytes == 1_000_000 * 84 * 84
+    assert ring.state_views(ring.slots)["frames"].nbytes == 1_000_000 * 84 * 84
     assert rss() - before < 200 << 20  # metadata only: 7.06 GB of frames are not touched
     assert len(ring) == 0
 
@@ -179,8 +181,8 @@ def test_save_then_load_gives_identical_next_batches(tmp_path):
     ring, stream = make(slots=30, num_envs=3, seed=3)
     run_steps(stream, [[CONTINUE, TERMINATED, CONTINUE], [TRUNCATED, CONTINUE, CONTINUE]] * 20)
     ring.sample(8)  # advance the sampler's RNG so its state, not the seed, is what is restored
-    ring.save(tmp_path / "replay.ring")
-    loaded = FrameRing.load(tmp_path / "replay.ring")
+    save_ring(ring, tmp_path / "replay.ring")
+    loaded = load_ring(tmp_path / "replay.ring")
     for _ in range(5):
         np.testing.assert_array_equal(ring.sample(16).frames, loaded.sample(16).frames)
     # The restored ring also continues the stream exactly: swap it in and keep going.
@@ -198,7 +200,7 @@ def test_damaged_file_raises_replay_error_naming_it(tmp_path, damage):
     ring, stream = make(slots=30)
     run_steps(stream, [[CONTINUE]] * 25)
     path = tmp_path / "replay.ring"
-    ring.save(path)
+    save_ring(ring, path)
     data = bytearray(path.read_bytes())
     if damage == "truncate":
         data = data[: len(data) // 2]
@@ -210,12 +212,12 @@ def test_damaged_file_raises_replay_error_naming_it(tmp_path, damage):
         data[-30] ^= 0xFF  # inside the JSON header
     path.write_bytes(bytes(data))
     with pytest.raises(ReplayError, match="replay.ring"):
-        FrameRing.load(path)
+        load_ring(path)
 
 
 def test_missing_file_raises_replay_error(tmp_path):
     with pytest.raises(ReplayError, match="nope.ring"):
-        FrameRing.load(tmp_path / "nope.ring")
+        load_ring(tmp_path / "nope.ring")
 
 
 def test_load_state_dict_rejects_another_configuration():
@@ -226,7 +228,7 @@ def test_load_state_dict_rejects_another_configuration():
 
 
 def test_misuse_raises_replay_errors_that_name_the_problem():
-    assert issubclass(ReplayError, ConfigError)
+    assert issubclass(ReplayError, UserError) and not issubclass(ReplayError, ConfigError)
     with pytest.raises(ReplayError, match="too small"):
         FrameRing(9, 2)  # 2 envs x (4 + 1) slots needed
     ring = FrameRing(100, 2, frame_shape=SMALL)

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from atari_dqn.config import ConfigError, load_config, to_yaml
-from atari_dqn.envs import action_meanings
+from atari_dqn.configfile import load_config, to_yaml
+from atari_dqn.env.atari import action_meanings
+from atari_dqn.errors import ConfigError
 from atari_dqn.logs import CsvLog
 from atari_dqn.report import aggregate, summarise_run, write_report
 from atari_dqn.scores import human_normalized

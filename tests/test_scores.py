@@ -7,16 +7,16 @@ import dataclasses
 import pytest
 
 from atari_dqn import scores
+from atari_dqn.errors import UnknownGameError
+from atari_dqn.games import game_name, gymnasium_id
 from atari_dqn.scores import (
     ATARI57_GAMES,
+    GAME_LISTS,
     NATURE_GAMES,
     NIPS_GAMES,
     PaperScores,
-    UnknownGameError,
-    canonical_name,
-    gymnasium_id,
     human_normalized,
-    nature_games,
+    lookup,
     paper_scores,
 )
 
@@ -44,17 +44,16 @@ def test_spot_checks_match_the_papers(game, random, human, nature, nips, nips_be
 
 
 def test_nature_table_has_exactly_49_games():
-    games = nature_games()
+    games = list(NATURE_GAMES)
     assert len(games) == 49
     assert len(set(games)) == 49
-    assert games == sorted(games) == list(NATURE_GAMES)
+    assert games == sorted(games)
     assert all(paper_scores(g).nature_dqn is not None for g in games)
 
 
-def test_nature_games_returns_a_fresh_list():
-    games = nature_games()
-    games.clear()
-    assert len(nature_games()) == 49
+def test_game_lists_by_name_are_the_paper_tables():
+    assert GAME_LISTS["nature49"] == NATURE_GAMES and len(GAME_LISTS["nips7"]) == 7
+    assert GAME_LISTS["atari57"] == ATARI57_GAMES
 
 
 def test_nips_table_has_its_seven_games():
@@ -147,43 +146,43 @@ def test_human_normalized_uses_nature_human_not_dqn_zoo():
     ],
 )
 def test_name_resolution_accepts_common_spellings(name, expected):
-    assert canonical_name(name) == expected
+    assert game_name(name) == expected
     assert paper_scores(name) == paper_scores(expected)
 
 
 def test_gymnasium_id_round_trips():
     for game in ATARI57_GAMES:
         assert gymnasium_id(game) == f"ALE/{game}-v5"
-        assert canonical_name(gymnasium_id(game)) == game
+        assert game_name(gymnasium_id(game)) == game
     assert gymnasium_id("space_invaders") == "ALE/SpaceInvaders-v5"
 
 
 def test_every_table_game_is_an_ale_rom():
     roms = pytest.importorskip("ale_py.roms")
-    rom_games = {canonical_name(r) for r in roms.get_all_rom_ids() if _known(r)}
+    rom_games = {game_name(r) for r in roms.get_all_rom_ids() if _known(r)}
     assert set(ATARI57_GAMES) <= rom_games
 
 
 def _known(rom_id: str) -> bool:
     try:
-        canonical_name(rom_id)
+        game_name(rom_id)
     except UnknownGameError:
         return False
     return True
 
 
-def test_unknown_game_raises_key_error_with_suggestion():
-    with pytest.raises(KeyError) as info:
+def test_unknown_game_raises_unknown_game_error_with_suggestion():
+    with pytest.raises(UnknownGameError) as info:
         paper_scores("Breakot")
-    assert isinstance(info.value, UnknownGameError)
     message = str(info.value)
     assert message.startswith("unknown game 'Breakot'")
     assert "did you mean 'Breakout'?" in message
 
 
-def test_unknown_game_without_close_match_still_explains():
-    with pytest.raises(UnknownGameError, match="unknown game 'Tetris'"):
-        human_normalized("Tetris", 0.0)  # an ALE ROM, but in no paper table
+def test_a_game_outside_the_tables_has_no_scores_and_says_so():
+    assert lookup("Tetris") is None  # an ALE ROM, but in no paper table
+    with pytest.raises(UnknownGameError, match="no published scores for 'Tetris'"):
+        human_normalized("Tetris", 0.0)
 
 
 def test_paper_scores_are_frozen():

@@ -18,18 +18,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from atari_dqn.bench.results import RESULTS_DIR, write_results
+from atari_dqn.bench.results import RESULTS_DIR, Headline, write_results
 
 GAME = "Breakout"
 TARGET_RATIO = 2.0
 TARGET_RSS_GB = 7.5
+HEADLINES = (Headline("ratio_vs_sb3", "end to end: agent steps/s, ours / SB3 DQN", TARGET_RATIO),)
 
 
 def _ours(
     learn_steps: int, start_steps: int, capacity: int, num_envs: int, extra: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    from atari_dqn.config import load_config
+    from atari_dqn.configfile import load_config
     from atari_dqn.loop import Trainer
+    from atari_dqn.rundir import RunDir
 
     overrides = [
         f"loop.total_steps={start_steps + learn_steps}",
@@ -46,9 +48,8 @@ def _ours(
     ]
     cfg = load_config(None, overrides, game=GAME)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(cfg, Path(tmp))
-        trainer.save = lambda: None  # timing the loop, not the final checkpoint
-        trainer.run()
+        # The final checkpoint is written after the last logging interval: it is not timed.
+        Trainer(cfg, RunDir(tmp)).run()
         with (Path(tmp) / "metrics.csv").open(newline="") as f:
             rows = list(csv.DictReader(f))
     # Steady state: the first quarter of learning (torch.compile's warm-up) is not timed.
@@ -115,11 +116,13 @@ def _peak_rss(capacity: int) -> dict[str, Any]:
     import numpy as np
 
     from atari_dqn.config import LearnerConfig
-    from atari_dqn.envs import VectorEnv
+    from atari_dqn.configfile import load_config
+    from atari_dqn.env.vector import VectorEnv
     from atari_dqn.learner import Learner
-    from atari_dqn.replay import FrameRing, to_tensors
+    from atari_dqn.replay.feed import to_tensors
+    from atari_dqn.replay.ring import FrameRing
 
-    envs = VectorEnv(GAME, 1, seed=0)
+    envs = VectorEnv(load_config(None, game=GAME).env, 1, seed=0)
     learner = Learner(envs.n_actions, LearnerConfig())
     ring = FrameRing(capacity, 1, seed=0)
     frames = np.random.default_rng(0).integers(0, 256, (64, 84, 84), dtype=np.uint8)

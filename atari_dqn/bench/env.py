@@ -26,17 +26,30 @@ import numpy as np
 from ale_py.vector_env import AtariVectorEnv
 from gymnasium.wrappers import AtariPreprocessing, ClipReward
 
-from atari_dqn.bench.results import RESULTS_DIR, write_results
-from atari_dqn.envs import VectorEnv, make_env, resolve_game
+from atari_dqn.bench.results import RESULTS_DIR, Headline, write_results
+from atari_dqn.configfile import load_config
+from atari_dqn.env.atari import make_env
+from atari_dqn.env.vector import VectorEnv
+from atari_dqn.games import gymnasium_id
 
 GAME = "Breakout"
 ROM = "breakout"
 SINGLE_VS_GYMNASIUM_TARGET = 0.95
 VECTOR_SPEEDUP_TARGET = 1.7
+HEADLINES = (
+    Headline(
+        "single_vs_gymnasium",
+        "env: ours / gymnasium AtariPreprocessing (1 env)",
+        SINGLE_VS_GYMNASIUM_TARGET,
+    ),
+    Headline(
+        "vector_speedup_vs_single", "env: ours N envs (best N) / ours 1 env", VECTOR_SPEEDUP_TARGET
+    ),
+)
 
 
 def _gymnasium_stack() -> gymnasium.Env:
-    base = gymnasium.make(resolve_game(GAME), frameskip=1, repeat_action_probability=0.0)
+    base = gymnasium.make(gymnasium_id(GAME), frameskip=1, repeat_action_probability=0.0)
     env = AtariPreprocessing(base, noop_max=30, frame_skip=4, terminal_on_life_loss=True)
     return ClipReward(env, -1.0, 1.0)
 
@@ -145,7 +158,7 @@ def run(quick: bool = False, out_dir: Path | str = RESULTS_DIR) -> dict[str, Any
             _single_stepper(gym_env, 0),
         )
         for n in vector_sizes:
-            vec = VectorEnv(GAME, n, seed=0)
+            vec = VectorEnv(load_config(None, game=GAME).env, n, seed=0)
             closers.append(vec.close)
             configs[f"ours VectorEnv N={n}"] = ("ours", n, n == 1, _vector_stepper(vec, 0))
         for n in ale_sizes:

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from atari_dqn.bench.results import RESULTS_DIR, write_results
+from atari_dqn.bench.results import RESULTS_DIR, Headline, write_results
 from atari_dqn.config import LearnerConfig
 from atari_dqn.learner import Learner
 from atari_dqn.optim import DeepMindRMSprop
@@ -34,6 +34,9 @@ from atari_dqn.optim import DeepMindRMSprop
 N_ACTIONS = 4  # Breakout's minimal action set
 GAMMA = 0.99
 TARGET_RATIO = 0.9  # our fp32 update rate at least 90% of the bare loop's
+HEADLINES = (
+    Headline("fp32_vs_bare_loop", "learner: fp32 update, ours / bare torch loop", TARGET_RATIO),
+)
 # The check: after the same updates from the same start, the final loss relative to fp32's,
 # and the weight drift (distance to fp32's weights over the distance fp32's weights moved).
 # Float reassociation (layouts, fused kernels) stays far below the fp32 tolerances (~1e-6

@@ -27,8 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from atari_dqn.bench.results import RESULTS_DIR, write_results
-from atari_dqn.replay import FrameRing, Prefetcher, _gather_kernel, _window, to_tensors
+from atari_dqn.bench.results import RESULTS_DIR, Headline, write_results
+from atari_dqn.replay import inspection, kernels
+from atari_dqn.replay.feed import Prefetcher, to_tensors
+from atari_dqn.replay.ring import FrameRing
 
 BATCH = 32
 HISTORY = 4
@@ -38,6 +40,16 @@ POOL_FRAMES = 1024  # random frames reused cyclically: filling is not the thing 
 GPU_STEP_S = 0.5e-3  # the GPU-like learner's wait per update (a fast GPU's DQN step)
 TARGET_BYTES = 7_100
 TARGET_SPEEDUP = 3.0
+# SB3's optimised buffer stores one 4-frame stack per transition (4 x 84 x 84 bytes).
+TARGET_MEMORY_RATIO = HISTORY * FRAME[0] * FRAME[1] / TARGET_BYTES
+HEADLINES = (
+    Headline("speedup_vs_sb3_optimized", "replay: batches/s, ours / SB3 optimised", TARGET_SPEEDUP),
+    Headline(
+        "memory_vs_sb3_optimized",
+        "replay: bytes per transition, SB3 optimised / ours",
+        TARGET_MEMORY_RATIO,
+    ),
+)
 
 
 def _rss_bytes() -> int:
@@ -100,7 +112,7 @@ def _filled(kind: str, capacity: int) -> Any:
 
 def _array_bytes(kind: str, buffer: Any) -> int:
     if kind == "ours":
-        return sum(a.nbytes for a in buffer._arrays(buffer.slots).values())
+        return sum(a.nbytes for a in buffer.state_views(buffer.slots).values())
     names = ["observations", "actions", "rewards", "dones", "timeouts", "next_observations"]
     return sum(getattr(buffer, n).nbytes for n in names if hasattr(buffer, n))
 
@@ -163,12 +175,12 @@ def _best_rates(fns: dict[str, Callable[[], object]], seconds: float, rounds: in
 def _window_indices(ring: FrameRing, n_batches: int) -> tuple[np.ndarray, np.ndarray]:
     """(env ids, slots) of `n_batches` batches of valid transitions, plus each one's
     5-slot window [N, B, 5] for the numpy gather (computed with the ring's own _window)."""
-    env_ids, slots = ring._valid_indices()
+    env_ids, slots = inspection.valid_transitions(ring)
     pick = np.random.default_rng(2).integers(0, slots.size, (n_batches, BATCH))
     windows = np.empty((n_batches, BATCH, HISTORY + 1), np.int64)
-    first = ring._first[0]
+    first = ring.state_views(ring.slots)["first"][0]
     for i, p in np.ndenumerate(slots[pick]):
-        _window(first, p, HISTORY, windows[i])
+        kernels.window_kernel(first, p, HISTORY, windows[i])
         windows[i][HISTORY] = (p + 1) % ring.slots
     return slots[pick], windows
 
@@ -205,7 +217,8 @@ def _measure_throughput(capacity: int, seconds: float, rounds: int) -> tuple[lis
     ring = _filled("ours", capacity)
     sb3_opt = _filled("sb3_optimized", capacity)
     sb3_plain = _filled("sb3_plain", capacity)
-    frames = ring._frames[0]
+    state = ring.state_views(ring.slots)
+    frames = state["frames"][0]
     out = np.empty((BATCH, HISTORY + 1, frames.shape[1]), np.uint8)
     n = 256
     slots, windows = _window_indices(ring, n)
@@ -216,8 +229,9 @@ def _measure_throughput(capacity: int, seconds: float, rounds: int) -> tuple[lis
 
     def numba_gather() -> None:
         i = next(step) % n
-        _gather_kernel(frames[None], ring._first, ring._action, ring._reward,
-                       ring._terminated, zeros, slots[i], HISTORY, out, *scratch)  # fmt: skip
+        kernels.gather_kernel(frames[None], state["first"], state["action"], state["reward"],
+                              state["terminated"], zeros, slots[i], HISTORY, out,
+                              *scratch)  # fmt: skip
 
     def numpy_gather() -> None:
         np.take(frames, windows[next(step) % n], axis=0, out=out)
@@ -295,6 +309,9 @@ def run(quick: bool = False, out_dir: Path | str = RESULTS_DIR) -> dict[str, Any
         **summary,
         "target_speedup_vs_sb3_optimized": TARGET_SPEEDUP,
     }
+    summary["memory_vs_sb3_optimized"] = (
+        by_kind["sb3_optimized"]["rss_bytes_per_transition"] / ours_bytes
+    )
     summary["speedup_target_met"] = summary["speedup_vs_sb3_optimized"] >= TARGET_SPEEDUP
     summary["numba_beats_numpy"] = summary["numba_gather_vs_numpy_take"] > 1.0
     memory_rows = [

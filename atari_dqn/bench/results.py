@@ -10,7 +10,7 @@ import platform
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 RESULTS_DIR = Path("benchmarks/results")
 _PACKAGES = (
@@ -129,3 +129,11 @@ def write_results(
     md_path = out_dir / f"{stem}.md"
     md_path.write_text("\n".join(md))
     return json_path, md_path
+
+
+class Headline(NamedTuple):
+    """A ratio a benchmark part reports (a key of its summary) and the target it aims at."""
+
+    key: str
+    label: str
+    target: float

@@ -1,9 +1,10 @@
-"""`make bench`: every benchmark in one run, then one record, one plot and the README table.
+"""`make bench`: every benchmark in one run, then one record, one plot and one table.
 
-Each part (env, replay, learner, e2e) measures ours beside its peer and writes its own
-record; this module gathers their summaries into `<date>-<host>.json` / `.md`, draws the
-headline ratios as a bar chart, and rewrites the README's performance section from them,
-so no figure there is typed by hand.
+Each part (env, replay, learner, e2e) measures ours beside its peer, writes its own record
+and names its headline ratios and their targets (`HEADLINES`); this module gathers the
+summaries into `<date>-<host>.json` / `.md` and draws the headline ratios as a bar chart.
+With `--update-readme` it also rewrites the performance section of `./README.md` from
+them, so no figure there is typed by hand.
 """
 
 from __future__ import annotations
@@ -14,52 +15,29 @@ from pathlib import Path
 from typing import Any
 
 from atari_dqn.bench.results import RESULTS_DIR, machine_info, markdown_table, record_stem
+from atari_dqn.errors import ConfigError
 
 PARTS = ("env", "replay", "learner", "e2e")
 README = Path("README.md")
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
-# (part, summary key, what the ratio compares, target): the figures a reader looks for.
-HEADLINES = (
-    ("env", "single_vs_gymnasium", "env: ours / gymnasium AtariPreprocessing (1 env)", 0.95),
-    ("env", "vector_speedup_vs_single", "env: ours N envs (best N) / ours 1 env", 1.7),
-    ("replay", "speedup_vs_sb3_optimized", "replay: batches/s, ours / SB3 optimised", 3.0),
-    (
-        "replay",
-        "memory_vs_sb3_optimized",
-        "replay: bytes per transition, SB3 optimised / ours",
-        28_224 / 7_100,
-    ),  # fmt: skip
-    ("learner", "fp32_vs_bare_loop", "learner: fp32 update, ours / bare torch loop", 0.9),
-    ("e2e", "ratio_vs_sb3", "end to end: agent steps/s, ours / SB3 DQN", 2.0),
-)
-
-
-def _derived(part: str, summary: dict[str, Any]) -> dict[str, Any]:
-    """Ratios computed from a part's raw figures (memory is reported as bytes per transition)."""
-    if part == "replay" and "bytes_per_transition_ours_rss" in summary:
-        return {
-            "memory_vs_sb3_optimized": summary["bytes_per_transition_sb3_optimized_rss"]
-            / summary["bytes_per_transition_ours_rss"]
-        }
-    return {}
-
 
 def headline_rows(parts: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per headline ratio found in `parts` (part name -> its summary)."""
     rows = []
-    for part, key, label, target in HEADLINES:
-        summary = {**parts.get(part, {}), **_derived(part, parts.get(part, {}))}
-        if key in summary:
-            value = float(summary[key])
-            rows.append(
-                {
-                    "figure": label,
-                    "ratio": round(value, 2),
-                    "target": round(target, 2),
-                    "met": "yes" if value >= target else "NO",
-                }  # fmt: skip
-            )
+    for part in PARTS:
+        summary = parts.get(part, {})
+        for headline in importlib.import_module(f"atari_dqn.bench.{part}").HEADLINES:
+            if headline.key in summary:
+                value = float(summary[headline.key])
+                rows.append(
+                    {
+                        "figure": headline.label,
+                        "ratio": round(value, 2),
+                        "target": round(headline.target, 2),
+                        "met": "yes" if value >= headline.target else "NO",
+                    }
+                )
     return rows
 
 
@@ -128,32 +106,45 @@ def plot_scaling(out_dir: Path, machine: dict[str, Any], path: Path) -> list[dic
     return curve
 
 
-def update_readme(section: str, readme: Path = README) -> bool:
-    """Replace the README's performance block with `section`; False when there is none."""
-    if not readme.is_file():
-        return False
-    text = readme.read_text()
+def _split_readme(readme: Path = README) -> tuple[str, str]:
+    """The README's text before and after its performance block."""
+    text = readme.read_text() if readme.is_file() else ""
     if README_START not in text or README_END not in text:
-        return False
+        raise ConfigError(
+            f"--update-readme: '{readme}' has no {README_START} ... {README_END} block; "
+            "run it from the repository's root"
+        )
     head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
+    return head, rest.split(README_END, 1)[1]
+
+
+def write_readme_section(section: str, readme: Path = README) -> None:
+    """Replace the README's performance block (between its two markers) with `section`."""
+    head, tail = _split_readme(readme)
     readme.write_text(f"{head}{README_START}\n{section}{README_END}{tail}")
-    return True
 
 
-def run(quick: bool = False, out_dir: Path | str = RESULTS_DIR) -> dict[str, Any]:
-    """Run every part, then write the combined record, the plots and the README section."""
-    for part in PARTS:
+def run(
+    parts: tuple[str, ...] = PARTS,
+    *,
+    quick: bool = False,
+    out_dir: Path = RESULTS_DIR,
+    update_readme: bool = False,
+) -> dict[str, Any]:
+    """Run `parts`, then write the combined record and plots (and the README section)."""
+    if update_readme:
+        _split_readme()  # a missing README block fails now, not after the measurements
+    for part in parts:
         print(f"== bench {part}", flush=True)
         importlib.import_module(f"atari_dqn.bench.{part}").run(quick=quick, out_dir=out_dir)
-    return summarise(out_dir)
+    return summarise(out_dir, update_readme=update_readme)
 
 
-def summarise(out_dir: Path | str = RESULTS_DIR) -> dict[str, Any]:
-    """The combined record, plots and README section from this machine's latest part records.
+def summarise(out_dir: Path = RESULTS_DIR, *, update_readme: bool = False) -> dict[str, Any]:
+    """The combined record and plots from this machine's latest record of each part.
 
-    Called after `bench all` and after any single part, so the README always shows the
-    latest measurement of each part on this machine.
+    Called after `bench all` and after any single part, so the combined record always
+    holds the latest measurement of each part on this machine.
     """
     out_dir = Path(out_dir)
     machine = machine_info()
@@ -190,7 +181,8 @@ def summarise(out_dir: Path | str = RESULTS_DIR) -> dict[str, Any]:
         f"![scaling]({scaling_plot.as_posix()})\n"
     )
     (out_dir / f"{stem}.md").write_text(f"# Benchmarks\n\n{section}")
-    if update_readme(section):
+    if update_readme:
+        write_readme_section(section)
         print(f"updated the performance section of {README}")
     print(markdown_table(rows))
     return record
@@ -209,8 +201,6 @@ def _flatten(record: dict[str, Any]) -> dict[str, float]:
 
 def compare(a: Path, b: Path) -> int:
     """Print how each figure changed from record `a` to record `b`."""
-    from atari_dqn.config import ConfigError
-
     records = []
     for path in (a, b):
         try:

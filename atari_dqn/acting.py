@@ -1,0 +1,101 @@
+"""One acting step, shared by training and evaluation: stacks -> act -> step the envs -> record.
+
+Training records into the frame ring, which also builds the stacks the agent acts on (the
+same window rule it samples with); evaluation records into `FrameStacks`, which keeps only
+the last `history` frames of each env and stacks them by the same rule.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from atari_dqn.env.vector import VectorEnv
+from atari_dqn.env.workers import VecStep
+
+
+class Policy(Protocol):
+    """What acts: `Learner` (epsilon-greedy on its online network), or a test's stand-in."""
+
+    def act(self, stacks: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
+        """int64[N] actions for uint8[N, history, S, S] stacks."""
+        ...
+
+
+class FrameMemory(Protocol):
+    """Where an acting step records frames, and where the stacks to act on come from."""
+
+    def start_episodes(self, env_ids: np.ndarray, frames: np.ndarray) -> None: ...
+
+    def add(
+        self,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        next_frames: np.ndarray,
+    ) -> None: ...
+
+    def stacks(self, out: np.ndarray | None = None) -> np.ndarray: ...
+
+
+class FrameStacks:
+    """The last `history` frames of each of N envs: the stacks to act on, without a replay.
+
+    The frame ring's rule: positions before an episode's first frame repeat that frame
+    (tested against the ring's own `stacks`)."""
+
+    def __init__(self, num_envs: int, history: int, frame_shape: tuple[int, int]) -> None:
+        self._stacks = np.zeros((num_envs, history, *frame_shape), np.uint8)
+
+    def start_episodes(self, env_ids: np.ndarray, frames: np.ndarray) -> None:
+        self._stacks[env_ids] = frames[:, None]
+
+    def add(
+        self,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        next_frames: np.ndarray,
+    ) -> None:
+        self._stacks[:, :-1] = self._stacks[:, 1:]
+        self._stacks[:, -1] = next_frames
+
+    def stacks(self, out: np.ndarray | None = None) -> np.ndarray:
+        if out is None:
+            return self._stacks.copy()
+        np.copyto(out, self._stacks)
+        return out
+
+
+class Acting:
+    """N envs, the memory that records them, and the stacks buffer the policy reads."""
+
+    def __init__(self, envs: VectorEnv, memory: FrameMemory, history: int, screen_size: int):
+        self.envs = envs
+        self.memory = memory
+        self._stacks = np.empty((envs.num_envs, history, screen_size, screen_size), np.uint8)
+
+    def start(self) -> None:
+        """Start every env's first episode and record its first frame."""
+        self.memory.start_episodes(np.arange(self.envs.num_envs), self.envs.reset())
+
+    def step(
+        self, policy: Policy, epsilon: float, rng: np.random.Generator
+    ) -> tuple[np.ndarray, VecStep]:
+        """Act epsilon-greedily in every env, step them, record the step; (actions, step).
+
+        At epsilon 1 (random play before learning starts) the stacks are not even built:
+        the actions are uniform draws from `rng`."""
+        if epsilon >= 1.0:
+            actions = rng.integers(0, self.envs.n_actions, size=self.envs.num_envs)
+        else:
+            actions = policy.act(self.memory.stacks(out=self._stacks), epsilon, rng)
+        out = self.envs.step(actions)
+        self.memory.add(actions, out.rewards, out.terminated, out.truncated, out.frames)
+        ended = np.flatnonzero(out.terminated | out.truncated)
+        if ended.size:
+            self.memory.start_episodes(ended, out.first_frames[ended])
+        return actions, out

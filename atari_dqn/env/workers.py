@@ -1,0 +1,184 @@
+"""The vector env's processes: shared-memory arrays, the commands, and the worker loop.
+
+Every array of a vector step lives in one shared buffer (`Layout`); the parent writes a
+`Command` per block into `control` and posts a semaphore, each worker runs it on its own
+block's rows and posts back. Only semaphore posts cross between processes per step;
+states for checkpoints travel down a pipe.
+
+Semaphores, not pipe messages, carry the wake-ups: Linux wakes a pipe reader on the
+writer's core ("sync" wake-up), which in a ping-pong keeps worker and parent on one core.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from atari_dqn.config import EnvConfig
+from atari_dqn.env.block import EnvBlock
+
+
+@dataclass(frozen=True)
+class VecStep:
+    """One step of N envs; every array has N rows, one per env."""
+
+    frames: np.ndarray
+    """uint8[N, S, S] the frame after the action (for an ended episode: its true last frame)."""
+    rewards: np.ndarray
+    """float32[N] as the env returns them (clipped when clip_rewards)."""
+    raw_rewards: np.ndarray
+    """float32[N] unclipped."""
+    terminated: np.ndarray
+    """bool[N] episode ended (a life loss counts when terminal_on_life_loss)."""
+    truncated: np.ndarray
+    """bool[N] the episode frame cap was reached."""
+    first_frames: np.ndarray
+    """uint8[N, S, S] where terminated | truncated: the next episode's first frame."""
+    game_over: np.ndarray
+    """bool[N] a full game ended this step (game over or frame cap), not just a life."""
+    episode_returns: np.ndarray
+    """float64[N] raw score of the full game where game_over, else nan."""
+    episode_frames: np.ndarray
+    """int64[N] emulator frames of the full game where game_over, else 0."""
+
+
+VECSTEP_FIELDS = tuple(f.name for f in dataclasses.fields(VecStep))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The shared arrays of N envs in `blocks` blocks: VecStep's fields, the actions, and
+    per block the command to run, its status (0 ok, 1 failed) and how many of its envs
+    have a spare game still to start. Each array starts on an 8-byte boundary."""
+
+    num_envs: int
+    blocks: int
+    screen_size: int
+
+    def _fields(self) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+        n, s = self.num_envs, self.screen_size
+        frames = (np.dtype(np.uint8), (n, s, s))
+        return {
+            "control": (np.dtype(np.int8), (self.blocks,)),
+            "status": (np.dtype(np.int8), (self.blocks,)),
+            "pending": (np.dtype(np.int32), (self.blocks,)),
+            "actions": (np.dtype(np.int64), (n,)),
+            "frames": frames,
+            "rewards": (np.dtype(np.float32), (n,)),
+            "raw_rewards": (np.dtype(np.float32), (n,)),
+            "terminated": (np.dtype(np.bool_), (n,)),
+            "truncated": (np.dtype(np.bool_), (n,)),
+            "first_frames": frames,
+            "game_over": (np.dtype(np.bool_), (n,)),
+            "episode_returns": (np.dtype(np.float64), (n,)),
+            "episode_frames": (np.dtype(np.int64), (n,)),
+        }
+
+    @staticmethod
+    def _padded(dtype: np.dtype, shape: tuple[int, ...]) -> int:
+        return -(-dtype.itemsize * int(np.prod(shape)) // 8) * 8
+
+    def nbytes(self) -> int:
+        return sum(self._padded(*spec) for spec in self._fields().values())
+
+    def views(self, buffer: Any) -> dict[str, np.ndarray]:
+        """Numpy arrays over one flat buffer (local memory or shared)."""
+        out, offset = {}, 0
+        for name, (dtype, shape) in self._fields().items():
+            out[name] = np.frombuffer(buffer, dtype, int(np.prod(shape)), offset).reshape(shape)
+            offset += self._padded(dtype, shape)
+        return out
+
+
+class Command(enum.IntEnum):
+    """What the parent asks of every block, through `control[k]`."""
+
+    STEP = 1
+    STEP_AND_PREPARE = 2  # step, then start one spare game
+    RESET = 3
+    GET_STATE = 4  # send the block's env states down the pipe
+    SET_STATE = 5  # read them from the pipe
+    CLOSE = 6
+
+
+def run_stepping(block: EnvBlock, command: Command) -> None:
+    """The commands every block runs alike on its own rows, in a worker or in the parent."""
+    if command is Command.RESET:
+        block.reset()
+    else:
+        block.step(prepare=command is Command.STEP_AND_PREPARE)
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """What worker `k` needs to build its block: envs [lo, hi) of `layout`."""
+
+    k: int
+    lo: int
+    hi: int
+    cfg: EnvConfig
+    seed: int
+    layout: Layout
+
+
+# Waking a sleeping process costs tens of microseconds, a tenth of an env step: both sides
+# poll briefly before they sleep. The worker polls less, so it yields its core to torch
+# soon after the last step when the learner runs.
+PARENT_SPIN_S, WORKER_SPIN_S = 2e-3, 2e-4
+
+
+def spin_acquire(sem: Any, seconds: float) -> bool:
+    """Try `sem` without sleeping for up to `seconds`; whether it was acquired."""
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        if sem.acquire(False):
+            return True
+    return False
+
+
+def worker(spec: BlockSpec, conn: Any, go: Any, done: Any, shared: Any) -> None:
+    """Worker `spec.k`: wait on `go`, run the command in `control[k]`, post `done`.
+
+    Errors set `status[k]` and send the traceback down `conn`.
+    """
+    cv2.setNumThreads(1)  # one core per worker; OpenCV's pool would only compete
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it closes us)
+    k = spec.k
+    try:
+        arrays = spec.layout.views(shared)
+        block = EnvBlock(spec.cfg, spec.seed, spec.lo, spec.hi, k, arrays)
+        conn.send(block.envs[0].action_meanings)
+    except BaseException:
+        conn.send(traceback.format_exc())
+        return
+    parent = os.getppid()
+    while True:
+        if not spin_acquire(go, WORKER_SPIN_S) and not go.acquire(timeout=2.0):
+            if os.getppid() != parent:  # orphaned: the parent died without closing us
+                break
+            continue
+        command = Command(int(arrays["control"][k]))
+        if command is Command.CLOSE:
+            break
+        try:
+            if command is Command.GET_STATE:
+                conn.send(block.get_state())
+            elif command is Command.SET_STATE:
+                block.set_state(conn.recv())
+            else:
+                run_stepping(block, command)
+            arrays["status"][k] = 0
+        except BaseException:
+            arrays["status"][k] = 1
+            conn.send(traceback.format_exc())
+        done.release()
+    block.close()

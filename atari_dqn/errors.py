@@ -1,0 +1,26 @@
+"""The errors a user can cause, and fix: the command line prints each as one line, exit 2.
+
+Anything else that goes wrong is a bug or a broken machine and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input from the user; the message names the problem and what to do instead."""
+
+
+class ConfigError(UserError, ValueError):
+    """A bad config file, key or value, or a bad command-line argument."""
+
+
+class UnknownGameError(ConfigError):
+    """A game name that matches no ROM shipped with the installed ale-py."""
+
+
+class ReplayError(UserError):
+    """Misuse of the replay memory, or a replay file that cannot be read."""
+
+
+class CheckpointError(UserError):
+    """A missing, corrupt or mismatched checkpoint."""

@@ -1,0 +1,34 @@
+"""Looking inside a frame ring: every valid transition, and the transitions at given slots.
+
+For tests (the ring against a reference replay) and benchmarks (gathering fixed windows),
+by the same kernels the sampler runs. Call them on a ring no other thread is using.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from atari_dqn.replay import kernels
+from atari_dqn.replay.ring import Batch, FrameRing, pixel_rows
+
+
+def valid_transitions(ring: FrameRing) -> tuple[np.ndarray, np.ndarray]:
+    """(env_ids, slots), int64[K] each: every transition `sample` may draw, by brute force."""
+    s = ring.state_views(ring.slots)
+    return kernels.valid_indices_kernel(
+        s["first"], s["has_next"], s["cursor"], s["written"], ring.history_length
+    )
+
+
+def gather(ring: FrameRing, env_ids: np.ndarray, slots: np.ndarray) -> Batch:
+    """The transitions at the given (env, slot) pairs, through the sampler's own gather."""
+    env_ids = np.ascontiguousarray(env_ids, np.int64)
+    slots = np.ascontiguousarray(slots, np.int64)
+    batch = Batch.empty(env_ids.size, ring.history_length, ring.frame_shape)
+    s = ring.state_views(ring.slots)
+    kernels.gather_kernel(
+        s["frames"], s["first"], s["action"], s["reward"], s["terminated"], env_ids, slots,
+        ring.history_length, pixel_rows(batch.frames), batch.action, batch.reward,
+        batch.discount,
+    )  # fmt: skip
+    return batch

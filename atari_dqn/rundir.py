@@ -1,0 +1,84 @@
+"""A run directory: the one place that names its files and reads or writes its records.
+
+```
+runs/Breakout-20261125-120000/
+  config.yaml     the resolved config          metrics.csv   one row per logging interval
+  evals.csv       one row per evaluation       eval.json     written by `eval`
+  tensorboard/    event files                  checkpoint/   state.pt + replay.ring
+```
+`train`, `eval`, `report` and the sweep all find a run's files through `RunDir`, so a run
+directory copied anywhere can be evaluated, reported and resumed there.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import Any
+
+from atari_dqn.config import Config
+from atari_dqn.configfile import load_config, to_yaml
+from atari_dqn.durable import atomic_write_text
+from atari_dqn.errors import ConfigError
+
+STATE_FILE = "state.pt"
+"""In a checkpoint folder: networks, optimiser, counters, RNG and env states."""
+REPLAY_FILE = "replay.ring"
+"""In a checkpoint folder: the frame ring (`atari_dqn.replay.ringfile`)."""
+
+
+class RunDir:
+    """The files of one run, by what they hold."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.config_file = self.path / "config.yaml"
+        self.metrics_csv = self.path / "metrics.csv"
+        self.evals_csv = self.path / "evals.csv"
+        self.eval_record = self.path / "eval.json"
+        self.tensorboard = self.path / "tensorboard"
+        self.checkpoint = self.path / "checkpoint"
+        """The complete checkpoint; written as `checkpoint.tmp`, the previous one kept as
+        `checkpoint.old` until the new one is in place (`atari_dqn.checkpoint`)."""
+        self.checkpoint_tmp = self.path / "checkpoint.tmp"
+        self.checkpoint_old = self.path / "checkpoint.old"
+
+    @classmethod
+    def new(cls, game: str, root: Path = Path("runs")) -> RunDir:
+        """`runs/<game>-<UTC timestamp>`, the default home of a run."""
+        return cls(root / f"{game}-{_dt.datetime.now(_dt.timezone.utc):%Y%m%d-%H%M%S}")
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def holds_run(self) -> bool:
+        """Whether a run was started here (its config is written first)."""
+        return self.config_file.is_file()
+
+    def read_config(self, overrides: list[str] | None = None) -> Config:
+        """The resolved config the run was started with, with `key=value` overrides applied."""
+        if not self.path.is_dir():
+            raise ConfigError(f"run directory '{self.path}' not found")
+        if not self.holds_run():
+            raise ConfigError(
+                f"'{self.path}' is not a run directory: it has no {self.config_file.name}"
+            )
+        return load_config(self.config_file, overrides)
+
+    def write_config(self, cfg: Config) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.config_file, to_yaml(cfg))
+
+    def read_eval_record(self) -> dict[str, Any] | None:
+        """What `eval` wrote, or None if it has not been run."""
+        if not self.eval_record.is_file():
+            return None
+        return json.loads(self.eval_record.read_text())
+
+    def write_eval_record(self, record: dict[str, Any]) -> None:
+        atomic_write_text(self.eval_record, json.dumps(record, indent=2) + "\n")

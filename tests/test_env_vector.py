@@ -1,0 +1,166 @@
+"""N envs stepped together in worker processes: the same streams as single envs, auto-reset,
+spare games started in step, and dead or failing workers reported."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+from env_helpers import spare_env, vector
+
+from atari_dqn.env.block import env_seed
+from atari_dqn.env.vector import VectorEnv
+from atari_dqn.env.workers import Command
+
+
+def _vec_rollout(vec: VectorEnv, steps: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    out = [vec.reset()]
+    for _ in range(steps):
+        step = vec.step(rng.integers(vec.n_actions, size=vec.num_envs))
+        ended = step.terminated | step.truncated
+        out += [step.frames, step.rewards, step.first_frames[ended], step.episode_returns]
+    return out
+
+
+def test_vector_env_is_reproducible_and_env_i_is_the_singleenv_seeded_from_seed_and_i() -> None:
+    with vector("Breakout", 2, seed=11) as vec:
+        assert vec.n_actions == 4 and vec.action_meanings[1] == "FIRE"
+        first = _vec_rollout(vec, 150)
+    with vector("Breakout", 2, seed=11) as vec:
+        second = _vec_rollout(vec, 150)
+    for x, y in zip(first, second, strict=True):
+        np.testing.assert_array_equal(x, y)
+    # Env 1 (stepped in a worker process) is exactly an env seeded from (seed, 1).
+    single = spare_env("Breakout", seed=env_seed(11, 1))
+    rng = np.random.default_rng(0)
+    frame, _ = single.reset()
+    np.testing.assert_array_equal(first[0][1], frame)
+    for t in range(150):
+        action = rng.integers(4, size=2)[1]
+        frame, reward, terminated, truncated, _ = single.step(action)
+        frames, rewards, _, _ = first[1 + 4 * t : 5 + 4 * t]
+        np.testing.assert_array_equal(frames[1], frame)
+        assert rewards[1] == reward
+        if terminated or truncated:
+            single.reset()
+
+
+def test_vector_env_streams_do_not_depend_on_num_envs_or_workers() -> None:
+    # Over several games: when each spare game is started depends on the other blocks.
+    rng = np.random.default_rng(0)
+    actions = rng.integers(4, size=(700, 3))
+    one = vector("Breakout", 1, seed=2)
+    three = vector("Breakout", 3, seed=2, workers=2)
+    with one, three:
+        np.testing.assert_array_equal(one.reset()[0], three.reset()[0])
+        games = 0
+        for t in range(len(actions)):
+            a, b = one.step(actions[t, :1]), three.step(actions[t])
+            np.testing.assert_array_equal(a.frames[0], b.frames[0])
+            assert (a.rewards[0], a.terminated[0], a.game_over[0]) == (
+                b.rewards[0],
+                b.terminated[0],
+                b.game_over[0],
+            )
+            if a.terminated[0]:
+                np.testing.assert_array_equal(a.first_frames[0], b.first_frames[0])
+            games += a.game_over[0]
+    assert games >= 2
+
+
+def test_vector_env_starts_spare_games_ahead_once_every_block_has_one() -> None:
+    rng = np.random.default_rng(0)
+    with vector("Breakout", 2, seed=0, workers=1) as one_block:
+        one_block.reset()
+        envs = one_block._local.envs
+        pending_after_game_over = 0
+        for _ in range(600):
+            step = one_block.step(rng.integers(4, size=2))
+            # with a single block, the step after a game over starts the spare's next game
+            pending_after_game_over += sum(env.games.pending for env in envs)
+            assert sum(env.games.pending for env in envs) <= step.game_over.sum()
+        assert pending_after_game_over >= 2
+    with vector("Breakout", 2, seed=0, workers=2) as two_blocks:
+        two_blocks.reset()
+        pending = two_blocks._arrays["pending"]
+        waited = prepared = 0
+        for _ in range(600):
+            before = pending.copy()
+            step = two_blocks.step(rng.integers(4, size=2))
+            ahead = before.min() > 0
+            waited += before.max() > 0 and not ahead  # one block waits for the other
+            prepared += ahead
+            if ahead:  # both blocks started a spare game in the same step
+                assert (pending <= before - 1 + step.game_over).all()
+        assert waited >= 1 and prepared >= 1
+
+
+def test_vector_env_auto_reset_returns_true_last_frame_and_next_first_frame() -> None:
+    seed, num_envs = 4, 3
+    singles = [spare_env("Breakout", seed=env_seed(seed, i), noop_max=5) for i in range(num_envs)]
+    rng = np.random.default_rng(4)
+    with vector("Breakout", num_envs, seed=seed, noop_max=5) as vec:
+        frames = vec.reset()
+        for i, env in enumerate(singles):
+            np.testing.assert_array_equal(frames[i], env.reset()[0])
+        life_losses = games = 0
+        for _ in range(300):
+            actions = rng.integers(4, size=num_envs)
+            step = vec.step(actions)
+            for i, env in enumerate(singles):
+                frame, reward, terminated, truncated, info = env.step(actions[i])
+                np.testing.assert_array_equal(step.frames[i], frame)
+                assert step.rewards[i] == reward and step.raw_rewards[i] == info["raw_reward"]
+                assert step.game_over[i] == info["game_over"]
+                if info["game_over"]:
+                    games += 1
+                    assert step.episode_returns[i] == info["episode_return"]
+                    assert step.episode_frames[i] == info["episode_frames"]
+                else:
+                    assert np.isnan(step.episode_returns[i]) and step.episode_frames[i] == 0
+                if terminated or truncated:
+                    life_losses += 1
+                    np.testing.assert_array_equal(step.first_frames[i], env.reset()[0])
+                    assert not np.array_equal(step.first_frames[i], step.frames[i])
+    assert life_losses > games >= 1
+
+
+def test_vector_env_reports_a_dead_worker_and_leaves_no_process() -> None:
+    vec = vector("Pong", 2, seed=0)
+    vec.reset()
+    (worker,) = vec._procs
+    os.kill(worker.pid, signal.SIGKILL)
+    with pytest.raises(RuntimeError, match="died"):
+        vec.step(np.zeros(2, np.int64))
+    assert not worker.is_alive()
+    vec.close()  # idempotent
+
+
+def test_vector_env_reports_a_worker_exception_with_its_traceback() -> None:
+    with vector("Pong", 2, seed=0) as vec:
+        vec.reset()
+        vec._arrays["actions"][:] = 99  # past the checks in step(): fails inside every env
+        with pytest.raises(RuntimeError, match=r"atari-env-1-1 raised:(.|\n)*IndexError"):
+            vec._command(Command.STEP)
+
+
+def test_vector_env_close_stops_its_workers() -> None:
+    with vector("Pong", 3, seed=0, workers=3) as vec:
+        procs = list(vec._procs)
+        assert len(procs) == 2  # the first block runs in this process
+        vec.reset()
+    assert all(not p.is_alive() and p.exitcode == 0 for p in procs)
+    with pytest.raises(RuntimeError, match="closed"):
+        vec.reset()
+
+
+def test_vector_env_rejects_actions_of_the_wrong_shape() -> None:
+    with vector("Pong", 1, seed=0) as vec:
+        vec.reset()
+        with pytest.raises(ValueError, match=r"shape \(1,\)"):
+            vec.step(np.zeros(2, np.int64))
+        with pytest.raises(ValueError, match=r"\[0, 6\)"):
+            vec.step(np.array([6]))
