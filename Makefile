@@ -13,7 +13,7 @@ RUNS ?= runs/*
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train eval report bench test test-slow lint format clean
+.PHONY: install train eval report bench bench-gpu test test-slow lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ report: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m atari_dqn bench all $(ARGS)
+
+# On a GPU machine whose python3 already has CUDA torch, numba, OpenCV, gymnasium, ale-py,
+# pytest and stable-baselines3: the CUDA tests, bench learner and bench e2e --quick.
+bench-gpu:
+	PYTHON=$(PYTHON) benchmarks/bench_gpu.sh
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)

@@ -77,6 +77,7 @@ class Acting:
         self.envs = envs
         self.memory = memory
         self._stacks = np.empty((envs.num_envs, history, screen_size, screen_size), np.uint8)
+        self._actions = np.zeros(envs.num_envs, np.int64)  # of the step in flight
 
     def start(self) -> None:
         """Start every env's first episode and record its first frame."""
@@ -85,7 +86,12 @@ class Acting:
     def step(
         self, policy: Policy, epsilon: float, rng: np.random.Generator
     ) -> tuple[np.ndarray, VecStep]:
-        """Act epsilon-greedily in every env, step them, record the step; (actions, step).
+        """Act epsilon-greedily in every env, step them, record the step; (actions, step)."""
+        actions = self.begin(policy, epsilon, rng)
+        return actions, self.finish()
+
+    def begin(self, policy: Policy, epsilon: float, rng: np.random.Generator) -> np.ndarray:
+        """Choose the actions and start the envs' step; `finish` waits for it and records it.
 
         At epsilon 1 (random play before learning starts) the stacks are not even built:
         the actions are uniform draws from `rng`."""
@@ -93,9 +99,15 @@ class Acting:
             actions = rng.integers(0, self.envs.n_actions, size=self.envs.num_envs)
         else:
             actions = policy.act(self.memory.stacks(out=self._stacks), epsilon, rng)
-        out = self.envs.step(actions)
-        self.memory.add(actions, out.rewards, out.terminated, out.truncated, out.frames)
+        self.envs.step_async(actions)
+        self._actions = actions
+        return actions
+
+    def finish(self) -> VecStep:
+        """Wait for the step `begin` started, and record it."""
+        out = self.envs.step_wait()
+        self.memory.add(self._actions, out.rewards, out.terminated, out.truncated, out.frames)
         ended = np.flatnonzero(out.terminated | out.truncated)
         if ended.size:
             self.memory.start_episodes(ended, out.first_frames[ended])
-        return actions, out
+        return out

@@ -138,7 +138,14 @@ class LearnerConfig(_Section):
     bf16_autocast: bool = False
     """bfloat16 autocast for forward passes (changes the maths; off for faithfulness)."""
     compile: bool = True
-    """torch.compile the update step (fp32 as eager; falls back to eager if it fails)."""
+    """torch.compile the update step (fp32 as eager; falls back to eager if it fails).
+    Not with a CUDA graph, which replaces it."""
+    cuda_graph: Literal["auto", "true", "false"] = "auto"
+    """Capture the whole update (and greedy acting) as CUDA graphs, replayed each step;
+    `auto`: when the learner is on CUDA."""
+    tf32: bool = False
+    """Let cuDNN and cuBLAS use TF32 on CUDA: faster, but not fp32 maths (drift: `bench
+    learner`)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -177,6 +184,11 @@ class LoopConfig(_Section):
     """Final exploration rate."""
     epsilon_decay_steps: int = 1_000_000
     """Agent steps over which epsilon falls linearly from start to end."""
+    overlap: Literal["auto", "true", "false"] = "auto"
+    """Run the owed updates while worker processes step the envs (acting then uses weights
+    one step's updates older); `false`: the plain order, step then learn. `auto`: on when
+    the learner is on CUDA (on a 2-core CPU the updates and the envs share the cores, and
+    it measured no faster)."""
 
 
 @dataclass(frozen=True)

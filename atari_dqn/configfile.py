@@ -29,6 +29,8 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
     origin = typing.get_origin(hint)
     if origin is Literal:
         choices = typing.get_args(hint)
+        if isinstance(value, bool) and str(value).lower() in choices:
+            value = str(value).lower()  # YAML reads `true` as a bool; the choice is the word
         if value not in choices:
             raise ConfigError(
                 f"{key}: expected one of {', '.join(map(repr, choices))}, got {value!r}"

@@ -2,8 +2,9 @@
 
 `td_loss` is a pure function of tensors (DQN Zoo's `q_tm1, a_tm1, r_t, discount_t, q_t`),
 so the maths is tested without networks or environments. `Learner` owns the online and
-target NatureCNNs and the optimiser, and keeps its hot path free of host syncs: `update`
-returns metrics as device tensors, to be read once per logging interval.
+target NatureCNNs and the optimiser, and keeps its hot path free of host syncs: metrics are
+summed on the device and read once per logging interval (`take_metrics`). On a CUDA device
+the whole update is one captured graph (`learner.cuda_graph`, see `atari_dqn.cuda_graphs`).
 """
 
 from __future__ import annotations
@@ -12,26 +13,19 @@ import contextlib
 import copy
 import logging
 import warnings
-from typing import Literal, Protocol
+from collections.abc import Iterator
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from atari_dqn.config import LearnerConfig
+from atari_dqn.cuda_graphs import GreedyActions, StateSnapshot, capture
 from atari_dqn.errors import ConfigError
 from atari_dqn.network import NatureCNN
 from atari_dqn.optim import DeepMindRMSprop, make_optimizer
-
-
-class TransitionBatch(Protocol):
-    """What `Learner.update` reads (torch tensors or numpy arrays, on any device)."""
-
-    obs: torch.Tensor  # uint8[B, history, S, S], s_tm1
-    action: torch.Tensor  # int64[B], a_tm1
-    reward: torch.Tensor  # float32[B], r_t (clipped by the env)
-    discount: torch.Tensor  # float32[B], 0 after a terminal, 1 otherwise (truncation included)
-    next_obs: torch.Tensor  # uint8[B, history, S, S], s_t
+from atari_dqn.replay.feed import TensorBatch
 
 
 def _huber(qa_tm1: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -95,6 +89,31 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+@contextlib.contextmanager
+def _tf32(enabled: bool) -> Iterator[None]:
+    """cuDNN's and cuBLAS's TF32 switched to `enabled` for the block, then back: the
+    switches are global, and a learner must not change another's maths (nor torch's
+    default, TF32 on for cuDNN convolutions, change ours)."""
+    backends = torch.backends
+    before = backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32
+    backends.cudnn.allow_tf32 = backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32 = before
+
+
+def _uses_graphs(cfg: LearnerConfig, device: torch.device) -> bool:
+    if cfg.cuda_graph == "auto":
+        return device.type == "cuda"
+    if cfg.cuda_graph == "true" and device.type != "cuda":
+        raise ConfigError(
+            f"learner.cuda_graph=true needs a CUDA device, and the learner is on {device}; "
+            "use learner.cuda_graph=auto"
+        )
+    return cfg.cuda_graph == "true"
+
+
 class Learner:
     """Online and target NatureCNNs, their optimiser, epsilon-greedy acting and updates."""
 
@@ -112,16 +131,29 @@ class Learner:
         self.device = resolve_device(cfg.device)
         if cfg.torch_threads > 0:
             torch.set_num_threads(cfg.torch_threads)
+        self.graphs = _uses_graphs(cfg, self.device)
+        """Whether updates and greedy acting run as captured CUDA graphs."""
         # Its own generator: the init depends on `seed` only, not on torch's global RNG.
         generator = torch.Generator().manual_seed(seed)
         online = NatureCNN(n_actions, history_length, screen_size, generator=generator)
         self._memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.online = online.to(self.device, memory_format=self._memory_format)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
-        self.optimizer = make_optimizer(self.online.parameters(), cfg)
+        self.optimizer = make_optimizer(self.online.parameters(), cfg, capturable=self.graphs)
+        self._window = (history_length + 1, screen_size, screen_size)
+        self._inputs: TensorBatch | None = None  # static device buffers (not on the CPU)
+        # Sums of each update's metrics since `take_metrics`, on the device.
+        self._sums = {
+            k: torch.zeros(n_actions if k == "q_per_action" else (), device=self.device)
+            for k in ("loss", "mean_q", "max_q", "q_per_action", "td_abs")
+        }
+        self._count = 0
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._graph_metrics: dict[str, torch.Tensor] = {}
+        self._greedy: dict[int, GreedyActions] = {}  # by number of envs, on CUDA
         self._loss_fn = self._forward_loss
         self._step_fn = self.optimizer.step
-        if cfg.compile:
+        if cfg.compile and not self.graphs:
             # Compiling optimizer.step logs that torch.optim's profiler annotation is
             # ignored: harmless, and it would break into the progress bar.
             logging.getLogger("torch._dynamo.variables.ctx_manager").setLevel(logging.ERROR)
@@ -132,25 +164,25 @@ class Learner:
             # weights then differ after a resume). Their foreach step stays eager.
             if isinstance(self.optimizer, DeepMindRMSprop):
                 self._step_fn = torch.compile(self.optimizer.step)
-        self._compiled_ok = False  # set once a compiled step has run
+        self._compiled_ok = not cfg.compile or self.graphs  # set once a compiled step ran
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast for forward passes when `cfg.bf16_autocast`, else a no-op."""
+        """bf16 autocast for forward passes when `cfg.bf16_autocast`, else a no-op.
+
+        Its weight cache is off: a captured graph must not keep casts from its capture."""
         if not self.cfg.bf16_autocast:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False)
 
-    def _to_device(self, x: torch.Tensor | np.ndarray, frames: bool = False) -> torch.Tensor:
-        """Move (without a copy where possible) to the learner's device and memory format."""
-        x = torch.as_tensor(x).to(self.device, non_blocking=True)
-        return x.contiguous(memory_format=self._memory_format) if frames else x
+    # -- acting -----------------------------------------------------------------------------
 
     def act(self, stacks: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
         """Epsilon-greedy actions int64[N] for frame stacks uint8[N, history, S, S].
 
         The random draws (explore or not, and a uniform action) are made for every env
         whatever the network says, so the `rng` stream does not depend on Q-values. Ties in
-        the greedy choice go to the lowest action index (torch.argmax).
+        the greedy choice go to the lowest action index (torch.argmax). On the CPU only the
+        greedy envs' stacks go through the network; on CUDA all N do, one fixed shape.
         """
         n = len(stacks)
         explore = rng.random(n) < epsilon
@@ -158,10 +190,25 @@ class Learner:
         if explore.all():
             return actions
         greedy = ~explore
-        with torch.inference_mode(), self._autocast():
-            q = self.online(self._to_device(stacks[greedy], frames=True))
-        actions[greedy] = q.argmax(dim=1).cpu().numpy()
+        actions[greedy] = self._greedy_actions(stacks, greedy)
         return actions
+
+    def _greedy_actions(self, stacks: np.ndarray, greedy: np.ndarray) -> np.ndarray:
+        """argmax_a Q(s, a) for the stacks where `greedy`."""
+        if self.device.type == "cpu":
+            with torch.inference_mode(), self._autocast():
+                obs = torch.as_tensor(stacks[greedy])
+                q = self.online(obs.contiguous(memory_format=self._memory_format))
+            return q.argmax(dim=1).numpy()
+        n = len(stacks)
+        with _tf32(self.cfg.tf32):
+            if n not in self._greedy:  # captured (once per N) with the same TF32 setting
+                self._greedy[n] = GreedyActions(
+                    self.online, stacks.shape, self._memory_format, self._autocast, self.graphs
+                )
+            return self._greedy[n](stacks)[greedy]
+
+    # -- learning ---------------------------------------------------------------------------
 
     def _forward_loss(
         self,
@@ -172,6 +219,8 @@ class Learner:
         next_obs: torch.Tensor,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Both forward passes and the loss; the part of an update that torch.compile fuses."""
+        obs = obs.contiguous(memory_format=self._memory_format)
+        next_obs = next_obs.contiguous(memory_format=self._memory_format)
         with self._autocast():
             q_tm1 = self.online(obs)
             with torch.no_grad():
@@ -196,39 +245,81 @@ class Learner:
         }
         return loss, metrics
 
-    def update(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
-        """One gradient step on `batch`; detached metric tensors on the device (no host sync).
-
-        Metrics: `loss` (mean batch loss), `mean_q` (mean Q(s, a) of the actions taken),
-        `max_q` (mean of max_a Q(s, a)), `q_per_action` float[A] (mean Q per action) and
-        `td_abs` (mean |TD error|), all measured before the step.
-        """
-        args = (
-            self._to_device(batch.obs, frames=True),
-            self._to_device(batch.action),
-            self._to_device(batch.reward),
-            self._to_device(batch.discount),
-            self._to_device(batch.next_obs, frames=True),
+    def _step(self, batch: TensorBatch) -> dict[str, torch.Tensor]:
+        """One gradient step; the metrics of the batch before it."""
+        loss, metrics = self._loss_fn(
+            batch.obs, batch.action, batch.reward, batch.discount, batch.next_obs
         )
-        if self.cfg.compile and not self._compiled_ok:
-            return self._first_compiled_update(args)
-        return self._update(args)
-
-    def _update(self, args: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
-        loss, metrics = self._loss_fn(*args)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self._step_fn()
         return metrics
 
-    def _first_compiled_update(self, args: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+    def _accumulate(self, metrics: dict[str, torch.Tensor]) -> None:
+        torch._foreach_add_(list(self._sums.values()), [metrics[k] for k in self._sums])
+
+    def update(self, batch: TensorBatch) -> dict[str, torch.Tensor]:
+        """One gradient step on `batch` (tensors on any device); detached metrics, on the
+        device and measured before the step, valid until the next update (no host sync).
+
+        Metrics: `loss` (mean batch loss), `mean_q` (mean Q(s, a) of the actions taken),
+        `max_q` (mean of max_a Q(s, a)), `q_per_action` float[A] (mean Q per action) and
+        `td_abs` (mean |TD error|); `take_metrics` returns their means over many updates.
+        """
+        if self.device.type == "cpu":
+            return self._update(batch)
+        with _tf32(self.cfg.tf32):
+            return self._update(self._into_inputs(batch))
+
+    def _update(self, batch: TensorBatch) -> dict[str, torch.Tensor]:
+        if self.graphs:
+            if self._graph is None:
+                self._capture_update(batch)
+            self._graph.replay()
+            metrics = self._graph_metrics
+        else:
+            metrics = self._step(batch) if self._compiled_ok else self._first_compiled(batch)
+            self._accumulate(metrics)
+        self._count += 1
+        return metrics
+
+    def input_buffers(self, batch_size: int) -> TensorBatch | None:
+        """The static device buffers updates read from (None on the CPU): a feed that copies
+        each batch straight into them (`Prefetcher(destination=...)`) saves a copy."""
+        if self.device.type == "cpu":
+            return None
+        if self._inputs is None:
+            self._inputs = TensorBatch.empty(batch_size, self._window, self.device)
+        return self._inputs
+
+    def _into_inputs(self, batch: TensorBatch) -> TensorBatch:
+        """`batch` in the static device buffers: copied there (asynchronously from pinned
+        memory) unless a feed already put it there."""
+        inputs = self.input_buffers(len(batch.action))
+        if batch.frames.data_ptr() != inputs.frames.data_ptr():
+            batch.copy_into(inputs)
+        return inputs
+
+    def _capture_update(self, batch: TensorBatch) -> None:
+        """Capture one whole update, metric sums included, as the graph each update replays."""
+        snapshot = StateSnapshot([*self.online.parameters(), *self._sums.values()], self.optimizer)
+
+        def step() -> dict[str, torch.Tensor]:
+            metrics = self._step(batch)
+            self._accumulate(metrics)
+            return metrics
+
+        self.optimizer.zero_grad(set_to_none=True)
+        self._graph, self._graph_metrics = capture(step, undo_warmup=snapshot.restore)
+
+    def _first_compiled(self, batch: TensorBatch) -> dict[str, torch.Tensor]:
         """Run the first compiled update; if compiling fails, warn and go on in eager mode.
 
         Compilation happens before the compiled code runs, so a failure leaves the weights
         and optimiser state untouched and the eager retry performs the same update.
         """
         try:
-            metrics = self._update(args)
+            metrics = self._step(batch)
         except Exception as exc:  # noqa: BLE001 - any compiler failure means: run eager
             warnings.warn(
                 f"torch.compile failed on this machine ({type(exc).__name__}: {exc}); "
@@ -237,9 +328,20 @@ class Learner:
                 stacklevel=3,
             )
             self._loss_fn, self._step_fn = self._forward_loss, self.optimizer.step
-            metrics = self._update(args)
+            metrics = self._step(batch)
         self._compiled_ok = True
         return metrics
+
+    def take_metrics(self) -> dict[str, np.ndarray]:
+        """Mean of each metric over the updates since the last call (one host sync); {} if
+        there were none."""
+        if not self._count:
+            return {}
+        means = {k: (v / self._count).float().cpu().numpy() for k, v in self._sums.items()}
+        for v in self._sums.values():
+            v.zero_()
+        self._count = 0
+        return means
 
     def sync_target(self) -> None:
         """Copy the online weights into the target network (every `target_update_steps`)."""
@@ -254,7 +356,11 @@ class Learner:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore what `state_dict` returned, so the next update is the one that would have run."""
+        """Restore what `state_dict` returned, so the next update is the one that would have run.
+
+        The weights are copied in place; the optimiser's state tensors are replaced, so a
+        captured update is captured again at the next update."""
         self.online.load_state_dict(state["online"])
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self._graph = None

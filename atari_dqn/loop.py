@@ -5,6 +5,12 @@ random actions until `replay_start_steps`; then one update per `update_every_ste
 transitions added, whatever the number of envs (the paper's replay ratio); epsilon
 anneals linearly over `epsilon_decay_steps` counted from the end of replay start; the
 target network is copied every `target_update_steps`.
+
+Overlap (`loop.overlap`): the learner and the envs work at the same time. Each step sends
+the actions to the env workers, runs the updates owed so far while they play, then waits
+for the frames. The schedule and the replay ratio are unchanged; what differs from the
+plain order is that the agent acts on weights one step's updates older, and that those
+updates' batches cannot contain the transitions of the step in flight.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from atari_dqn.configfile import to_dict
 from atari_dqn.env.vector import VectorEnv
 from atari_dqn.errors import CheckpointError, ConfigError
 from atari_dqn.evaluate import evaluate
-from atari_dqn.learner import Learner
+from atari_dqn.learner import Learner, resolve_device
 from atari_dqn.logs import RunLogs
 from atari_dqn.replay.feed import Prefetcher, to_tensors
 from atari_dqn.replay.ring import FrameRing
@@ -82,16 +88,19 @@ class Trainer:
         self.cfg = cfg
         self.rundir = run
         n, history, size = cfg.loop.num_envs, cfg.replay.history_length, cfg.env.screen_size
-        self.envs = VectorEnv(cfg.env, n, seed=cfg.seed)
+        on_cuda = resolve_device(cfg.learner.device).type == "cuda"
+        self.overlap = cfg.loop.overlap == "true" or (cfg.loop.overlap == "auto" and on_cuda)
+        """Updates run while worker processes step the envs (so none steps in-process)."""
+        self.envs = VectorEnv(cfg.env, n, seed=cfg.seed, in_process=not self.overlap)
         self.n_actions = self.envs.n_actions
         self.ring = FrameRing(
             cfg.replay.capacity, n, history_length=history, frame_shape=(size, size), seed=cfg.seed
         )
-        self.acting = Acting(self.envs, self.ring, history, size)
         torch.manual_seed(cfg.seed)
         self.learner = Learner(
             self.n_actions, cfg.learner, history_length=history, screen_size=size, seed=cfg.seed
         )
+        self.acting = Acting(self.envs, self.ring, history, size)
         self.rng = np.random.default_rng([cfg.seed, 1])  # exploration draws
         self.agent_steps = 0
         self.updates = 0
@@ -166,7 +175,11 @@ class Trainer:
         prefetch = cfg.replay.prefetch
         if prefetch == "always" or (prefetch == "auto" and self.learner.device.type == "cuda"):
             self.prefetch = Prefetcher(
-                self.ring, cfg.learner.batch_size, self.learner.device, pending=self.pending_batch
+                self.ring,
+                cfg.learner.batch_size,
+                self.learner.device,
+                pending=self.pending_batch,
+                destination=self.learner.input_buffers(cfg.learner.batch_size),
             )
         try:
             with _StopRequest() as stop:
@@ -198,10 +211,12 @@ class Trainer:
             self.acting.start()
             self.env_started = True
         interval = _Interval(self.n_actions, self.agent_steps)
-        batch_size = cfg.learner.batch_size
         while self.agent_steps < cfg.loop.total_steps and stop.signal is None:
             epsilon = epsilon_at(cfg, self.agent_steps)
-            actions, out = self.acting.step(self.learner, epsilon, self.rng)
+            actions = self.acting.begin(self.learner, epsilon, self.rng)
+            if self.overlap:  # the updates owed so far run while the workers step the envs
+                self._learn()
+            out = self.acting.finish()
             previous = self.agent_steps
             self.agent_steps += n
             interval.actions += np.bincount(actions, minlength=self.n_actions)
@@ -212,16 +227,8 @@ class Trainer:
                     self.agent_steps, {"episode/return": float(out.episode_returns[i])}
                 )
 
-            if self.agent_steps < self.learn_after_steps:
-                self.updates = updates_due(cfg, self.agent_steps)  # refilling: learn nothing
-            while self.updates < updates_due(cfg, self.agent_steps):
-                batch = (
-                    self.prefetch.next()
-                    if self.prefetch is not None
-                    else to_tensors(self.ring.sample(batch_size), self.learner.device)
-                )
-                interval.add(self.learner.update(batch))
-                self.updates += 1
+            if not self.overlap:
+                self._learn()
 
             if _crossed(previous, self.agent_steps, _PROGRESS_STEPS):
                 logs.progress.advance(self.agent_steps)
@@ -235,6 +242,20 @@ class Trainer:
                 self._evaluate(logs)
             if _crossed(previous, self.agent_steps, cfg.checkpoint.interval_steps):
                 self.save()
+
+    def _learn(self) -> None:
+        """Run the updates owed at the current step count (none while a ring refills)."""
+        cfg = self.cfg
+        if self.agent_steps < self.learn_after_steps:
+            self.updates = updates_due(cfg, self.agent_steps)  # refilling: learn nothing
+        while self.updates < updates_due(cfg, self.agent_steps):
+            batch = (
+                self.prefetch.next()
+                if self.prefetch is not None
+                else to_tensors(self.ring.sample(cfg.learner.batch_size), self.learner.device)
+            )
+            self.learner.update(batch)
+            self.updates += 1
 
     def _evaluate(self, logs: RunLogs) -> None:
         cfg = self.cfg
@@ -266,31 +287,22 @@ def _crossed(before: int, after: int, every: int) -> bool:
 
 
 class _Interval:
-    """Sums of the learner's metrics over one logging interval, kept on the device.
-
-    Summing tensors costs no host sync; the one `.item()`-style transfer happens in `flush`.
-    """
+    """One logging interval: its actions, its speed, and (from the learner, read once at
+    `flush`) the means of the update metrics."""
 
     def __init__(self, n_actions: int, agent_steps: int) -> None:
         self.n_actions = n_actions
         self._reset(agent_steps)
 
     def _reset(self, agent_steps: int) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.count = 0
         self.actions = np.zeros(self.n_actions, dtype=np.int64)
         self.start_steps = agent_steps
         self.start_time = time.perf_counter()
 
-    def add(self, metrics: dict[str, torch.Tensor]) -> None:
-        for key, value in metrics.items():
-            self.sums[key] = self.sums[key] + value if key in self.sums else value.detach().clone()
-        self.count += 1
-
     def flush(
         self, trainer: Trainer, epsilon: float
     ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-        means = {k: (v / max(1, self.count)).float().cpu().numpy() for k, v in self.sums.items()}
+        means = trainer.learner.take_metrics()
         elapsed = time.perf_counter() - self.start_time
         steps = trainer.agent_steps
         recent = trainer.recent_returns

@@ -111,7 +111,9 @@ class DeepMindRMSprop(torch.optim.Optimizer):
         return loss
 
 
-def make_optimizer(params: Iterable[torch.Tensor], cfg: LearnerConfig) -> torch.optim.Optimizer:
+def make_optimizer(
+    params: Iterable[torch.Tensor], cfg: LearnerConfig, *, capturable: bool = False
+) -> torch.optim.Optimizer:
     """The optimiser `cfg.optimizer` names, configured for the learner's MEAN batch loss.
 
     - `deepmind_rmsprop`: DeepMindRMSprop with `min_squared_gradient / batch_size**2` inside
@@ -122,6 +124,9 @@ def make_optimizer(params: Iterable[torch.Tensor], cfg: LearnerConfig) -> torch.
     - `adam`: torch Adam with `eps = min_squared_gradient / batch_size` (3.125e-4 at the
       defaults, the value of Dopamine's Rainbow and Hessel et al. 2018). Adam's eps sits
       outside the root, so it scales with the gradient, i.e. 1/batch_size.
+
+    `capturable` builds torch's optimisers for CUDA-graph capture (their step counter on the
+    device); DeepMindRMSprop's state is always on the device, and it has no step counter.
     """
     params = list(params)
     if cfg.optimizer == "deepmind_rmsprop":
@@ -139,8 +144,12 @@ def make_optimizer(params: Iterable[torch.Tensor], cfg: LearnerConfig) -> torch.
             alpha=cfg.squared_gradient_momentum,
             eps=cfg.min_squared_gradient,
             centered=True,
+            capturable=capturable,
         )
     # `adam`; the config admits no other name.
     return torch.optim.Adam(
-        params, lr=cfg.learning_rate, eps=cfg.min_squared_gradient / cfg.batch_size
+        params,
+        lr=cfg.learning_rate,
+        eps=cfg.min_squared_gradient / cfg.batch_size,
+        capturable=capturable,
     )

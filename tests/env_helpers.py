@@ -23,8 +23,18 @@ def spare_env(game: str, *, seed: int, **overrides) -> AtariEnv:
     return AtariEnv(env_cfg(game, **overrides), seed, games=SpareGames)
 
 
-def vector(game: str, num_envs: int, *, seed: int, workers: int | None = None, **overrides):
-    return VectorEnv(env_cfg(game, **overrides), num_envs, seed=seed, workers=workers)
+def vector(
+    game: str,
+    num_envs: int,
+    *,
+    seed: int,
+    workers: int | None = None,
+    in_process: bool = True,
+    **overrides,
+):
+    return VectorEnv(
+        env_cfg(game, **overrides), num_envs, seed=seed, workers=workers, in_process=in_process
+    )
 
 
 def trace(env, actions, after_step=lambda t: None, out=None, reset=True) -> list:

@@ -164,3 +164,35 @@ def test_vector_env_rejects_actions_of_the_wrong_shape() -> None:
             vec.step(np.zeros(2, np.int64))
         with pytest.raises(ValueError, match=r"\[0, 6\)"):
             vec.step(np.array([6]))
+
+
+def test_with_every_block_in_a_worker_the_streams_are_the_same_and_steps_can_overlap():
+    rng = np.random.default_rng(3)
+    actions = rng.integers(4, size=(120, 2))
+    with (
+        vector("Breakout", 2, seed=5) as local,
+        vector("Breakout", 2, seed=5, in_process=False) as remote,
+    ):
+        assert len(remote.worker_pids) == 2 and len(local.worker_pids) == 1
+        np.testing.assert_array_equal(local.reset(), remote.reset())
+        for t in range(len(actions)):
+            expected = local.step(actions[t])
+            remote.step_async(actions[t])  # the caller is free until step_wait
+            got = remote.step_wait()
+            np.testing.assert_array_equal(got.frames, expected.frames)
+            np.testing.assert_array_equal(got.first_frames, expected.first_frames)
+            np.testing.assert_array_equal(got.rewards, expected.rewards)
+        states = remote.get_state()
+        assert len(states) == 2
+
+
+def test_a_step_in_flight_must_be_waited_for_before_anything_else():
+    with vector("Pong", 1, seed=0, in_process=False) as vec:
+        with pytest.raises(RuntimeError, match="without step_async"):
+            vec.step_wait()
+        vec.reset()
+        vec.step_async(np.zeros(1, np.int64))
+        with pytest.raises(RuntimeError, match="step_wait\\(\\) is due"):
+            vec.reset()
+        vec.step_wait()
+        vec.reset()

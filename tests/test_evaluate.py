@@ -61,7 +61,8 @@ def test_evaluation_is_reproducible_per_seed_and_plays_exactly_the_games_asked_f
 
 
 def test_evaluation_acts_epsilon_greedy_with_epsilon_0_05():
-    cfg = load_config(None, ["eval.max_episode_frames=6000", "loop.num_envs=4"], game="Breakout")
+    overrides = ["eval.max_episode_frames=6000", "loop.num_envs=4", "learner.device=cpu"]
+    cfg = load_config(None, overrides, game="Breakout")
     learner = Learner(4, cfg.learner, seed=0)
     with torch.no_grad():  # make action 2 (RIGHT) the greedy choice everywhere
         last = learner.online.layers[-1]

@@ -1,7 +1,10 @@
-"""td_loss against hand-computed values; Learner updates, acting, target sync and state."""
+"""td_loss against hand-computed values; Learner updates, acting, target sync and state.
+
+Every Learner here names its device: the CPU tests run on any machine (a GPU one included),
+and the CUDA tests at the end skip where torch sees no GPU.
+"""
 
 import copy
-import types
 
 import numpy as np
 import pytest
@@ -10,6 +13,11 @@ import torch
 from atari_dqn.config import LearnerConfig
 from atari_dqn.errors import ConfigError
 from atari_dqn.learner import Learner, td_loss
+from atari_dqn.replay.feed import TensorBatch
+
+# The CPU learner of most tests: eager, so no test waits on torch.compile's ~30 s.
+CPU = dict(device="cpu", compile=False)
+cuda = pytest.mark.cuda  # skipped where torch sees no CUDA device (tests/conftest.py)
 
 # Three transitions, gamma 0.9:
 #   0: terminal (discount 0): target = r = 1,                  Q(s,a) = 2, td = -1
@@ -68,14 +76,13 @@ def test_no_gradient_flows_into_target_q():
 
 
 def _batch(size=8, seed=0, n_actions=4):
+    """Random 5-frame windows: obs = frames[:, :4], next_obs = frames[:, 1:]."""
     g = torch.Generator().manual_seed(seed)
-    frames = lambda: torch.randint(0, 256, (size, 4, 84, 84), dtype=torch.uint8, generator=g)
-    return types.SimpleNamespace(
-        obs=frames(),
-        action=torch.randint(0, n_actions, (size,), generator=g),
-        reward=torch.randint(-1, 2, (size,), generator=g).float(),
-        discount=(torch.rand(size, generator=g) > 0.2).float(),
-        next_obs=frames(),
+    return TensorBatch(
+        torch.randint(0, 256, (size, 5, 84, 84), dtype=torch.uint8, generator=g),
+        torch.randint(0, n_actions, (size,), generator=g),
+        torch.randint(-1, 2, (size,), generator=g).float(),
+        (torch.rand(size, generator=g) > 0.2).float(),
     )
 
 
@@ -91,7 +98,7 @@ def _pairs(a, b):
 
 
 def test_update_changes_online_network_only():
-    learner = Learner(4, LearnerConfig())
+    learner = Learner(4, LearnerConfig(**CPU))
     online, target = _params(learner.online), _params(learner.target)
     metrics = learner.update(_batch())
     assert all(not torch.equal(a, b) for a, b in _pairs(online, learner.online))
@@ -102,7 +109,7 @@ def test_update_changes_online_network_only():
 
 
 def test_update_metrics_describe_the_batch_before_the_step():
-    learner = Learner(4, LearnerConfig())
+    learner = Learner(4, LearnerConfig(**CPU))
     batch = _batch()
     with torch.no_grad():
         q = learner.online(batch.obs)
@@ -117,7 +124,7 @@ def test_update_metrics_describe_the_batch_before_the_step():
 
 
 def test_sync_target_copies_online_weights():
-    learner = Learner(4, LearnerConfig())
+    learner = Learner(4, LearnerConfig(**CPU))
     learner.update(_batch())
     learner.sync_target()
     assert all(torch.equal(a, b) for a, b in _pairs(learner.online, learner.target))
@@ -125,7 +132,7 @@ def test_sync_target_copies_online_weights():
 
 
 def test_act_with_epsilon_zero_is_argmax_of_online_q():
-    learner = Learner(5, LearnerConfig(), seed=3)
+    learner = Learner(5, LearnerConfig(**CPU), seed=3)
     stacks = _batch(size=16, seed=1).obs.numpy()
     with torch.no_grad():
         expected = learner.online(torch.from_numpy(stacks)).argmax(1).numpy()
@@ -135,7 +142,7 @@ def test_act_with_epsilon_zero_is_argmax_of_online_q():
 
 
 def test_act_with_epsilon_one_is_uniform_and_skips_the_network(monkeypatch):
-    learner = Learner(4, LearnerConfig())
+    learner = Learner(4, LearnerConfig(**CPU))
     monkeypatch.setattr(learner, "online", None)  # any network call would now fail
     stacks = np.zeros((8, 4, 84, 84), dtype=np.uint8)
     rng = np.random.default_rng(42)
@@ -151,7 +158,7 @@ def test_act_with_epsilon_one_is_uniform_and_skips_the_network(monkeypatch):
 
 
 def test_act_mixes_random_and_greedy_per_env():
-    learner = Learner(4, LearnerConfig())
+    learner = Learner(4, LearnerConfig(**CPU))
     stacks = _batch(size=64, seed=2).obs.numpy()
     with torch.no_grad():
         greedy = learner.online(torch.from_numpy(stacks)).argmax(1).numpy()
@@ -163,12 +170,12 @@ def test_act_mixes_random_and_greedy_per_env():
 
 
 def test_state_dict_round_trip_gives_identical_next_update():
-    a = Learner(4, LearnerConfig(), seed=0)
+    a = Learner(4, LearnerConfig(**CPU), seed=0)
     a.update(_batch(seed=1))
     a.sync_target()
     a.update(_batch(seed=2))
     state = copy.deepcopy(a.state_dict())
-    b = Learner(4, LearnerConfig(), seed=99)
+    b = Learner(4, LearnerConfig(**CPU), seed=99)
     b.load_state_dict(state)
     next_batch = _batch(seed=3)
     ma, mb = a.update(next_batch), b.update(next_batch)
@@ -178,33 +185,38 @@ def test_state_dict_round_trip_gives_identical_next_update():
 
 
 def test_same_seed_gives_same_network_and_different_seed_does_not():
-    a, b, c = (Learner(4, LearnerConfig(), seed=s) for s in (1, 1, 2))
+    a, b, c = (Learner(4, LearnerConfig(**CPU), seed=s) for s in (1, 1, 2))
     assert all(torch.equal(x, y) for x, y in _pairs(a.online, b.online))
     assert not torch.equal(_params(a.online)[0], _params(c.online)[0])
 
 
 def test_overfitting_a_tiny_fixed_batch_reduces_loss():
-    learner = Learner(4, LearnerConfig())
+    learner = Learner(4, LearnerConfig(**CPU))
     batch = _batch(size=8, seed=4)
     first = learner.update(batch)["loss"].item()
-    for _ in range(12):  # loss falls from ~0.38 to ~0.06 by then
+    for _ in range(20):  # loss falls from ~0.17 to ~0.07 by then
         last = learner.update(batch)["loss"].item()
     assert last < 0.5 * first, (first, last)
 
 
-def test_channels_last_update_matches_default_layout():
+def test_channels_last_update_matches_the_contiguous_layout():
     batch = _batch()
-    a = Learner(4, LearnerConfig())
-    b = Learner(4, LearnerConfig(channels_last=True))
-    for _ in range(2):
+    a = Learner(4, LearnerConfig(**CPU, channels_last=False))
+    b = Learner(4, LearnerConfig(**CPU, channels_last=True))
+    assert a.online.layers[0].weight.is_contiguous()
+    assert b.online.layers[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not b.online.layers[0].weight.is_contiguous()
+    for _ in range(3):
         ma, mb = a.update(batch), b.update(batch)
     torch.testing.assert_close(ma["loss"], mb["loss"], rtol=1e-4, atol=1e-6)
+    for x, y in _pairs(a.online, b.online):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)
 
 
 def test_failed_compile_warns_and_updates_eagerly():
     batch = _batch()
-    eager = Learner(4, LearnerConfig())
-    learner = Learner(4, LearnerConfig(compile=True))
+    eager = Learner(4, LearnerConfig(**CPU))
+    learner = Learner(4, LearnerConfig(device="cpu", compile=True))
 
     def broken(*args):
         raise RuntimeError("no C++ compiler")
@@ -220,12 +232,14 @@ def test_failed_compile_warns_and_updates_eagerly():
 def test_cuda_device_without_cuda_is_a_config_error():
     with pytest.raises(ConfigError, match="learner.device=cpu"):
         Learner(4, LearnerConfig(device="cuda"))
+    with pytest.raises(ConfigError, match="learner.cuda_graph=true needs a CUDA device"):
+        Learner(4, LearnerConfig(device="cpu", cuda_graph="true"))
 
 
 def test_torch_threads_is_applied():
     before = torch.get_num_threads()
     try:
-        Learner(4, LearnerConfig(torch_threads=1))
+        Learner(4, LearnerConfig(**CPU, torch_threads=1))
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
@@ -234,10 +248,104 @@ def test_torch_threads_is_applied():
 @pytest.mark.slow
 def test_compiled_update_matches_eager_update():
     batch = _batch()
-    eager = Learner(4, LearnerConfig())
-    compiled = Learner(4, LearnerConfig(compile=True))
+    eager = Learner(4, LearnerConfig(**CPU))
+    compiled = Learner(4, LearnerConfig(device="cpu", compile=True))
+    assert eager._compiled_ok and not compiled._compiled_ok  # one eager, one compiled
     for _ in range(3):
         me, mc = eager.update(batch), compiled.update(batch)
     torch.testing.assert_close(mc["loss"], me["loss"], rtol=1e-4, atol=1e-6)
     for x, y in _pairs(eager.online, compiled.online):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)
+
+
+def test_take_metrics_gives_the_means_over_the_updates_since_the_last_call():
+    learner = Learner(4, LearnerConfig(**CPU))
+    assert learner.take_metrics() == {}
+    seen = [{k: v.clone() for k, v in learner.update(_batch(seed=s)).items()} for s in range(3)]
+    means = learner.take_metrics()
+    for key, value in means.items():
+        expected = torch.stack([m[key] for m in seen]).mean(0)
+        np.testing.assert_allclose(value, expected.numpy(), rtol=1e-6)
+    assert means["q_per_action"].shape == (4,)
+    assert learner.take_metrics() == {}  # the sums start again
+
+
+def _cuda_learner(**options):
+    return Learner(4, LearnerConfig(device="cuda", compile=False, **options), seed=0)
+
+
+@cuda
+def test_on_cuda_a_captured_update_equals_the_eager_update_over_50_updates():
+    batches = [_batch(size=32, seed=s).to(torch.device("cuda")) for s in range(5)]
+    eager, graphed = _cuda_learner(cuda_graph="false"), _cuda_learner(cuda_graph="true")
+    assert graphed.graphs and not eager.graphs
+    for i in range(50):
+        me, mg = eager.update(batches[i % 5]), graphed.update(batches[i % 5])
+        torch.testing.assert_close(mg["loss"], me["loss"], rtol=1e-4, atol=1e-5)
+        if i == 20:
+            eager.sync_target()
+            graphed.sync_target()
+    for x, y in _pairs(eager.online, graphed.online):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+    eager_means, graph_means = eager.take_metrics(), graphed.take_metrics()  # summed in-graph
+    for key, value in eager_means.items():
+        np.testing.assert_allclose(graph_means[key], value, rtol=1e-4, atol=1e-5)
+
+
+@cuda
+def test_on_cuda_a_captured_update_is_captured_again_after_a_load_and_resumes():
+    batches = [_batch(size=32, seed=s).to(torch.device("cuda")) for s in range(4)]
+    a = _cuda_learner(cuda_graph="true")
+    for batch in batches[:2]:
+        a.update(batch)
+    b = _cuda_learner(cuda_graph="true")
+    b.update(batches[3])  # captured, then replaced by the load below
+    b.load_state_dict(copy.deepcopy(a.state_dict()))
+    for batch in batches[2:]:
+        ma, mb = a.update(batch), b.update(batch)
+        torch.testing.assert_close(ma["loss"], mb["loss"], rtol=1e-5, atol=1e-6)
+    for x, y in _pairs(a.online, b.online):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+
+
+@cuda
+@pytest.mark.parametrize("tf32", [False, True])
+def test_on_cuda_tf32_is_off_inside_updates_and_acting_unless_asked_for(tf32):
+    learner = _cuda_learner(cuda_graph="false", tf32=tf32)
+    seen = []
+    learner.online.register_forward_hook(
+        lambda *_: seen.append(
+            (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+        )
+    )
+    learner.update(_batch(size=32).to(torch.device("cuda")))
+    learner.act(_batch(size=4).obs.numpy(), 0.0, np.random.default_rng(0))
+    assert seen and set(seen) == {(tf32, tf32)}
+
+
+@cuda
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_on_cuda_torch_optimisers_are_captured_and_match_their_eager_steps(optimizer):
+    batches = [_batch(size=32, seed=s).to(torch.device("cuda")) for s in range(3)]
+    eager = _cuda_learner(cuda_graph="false", optimizer=optimizer)
+    graphed = _cuda_learner(cuda_graph="true", optimizer=optimizer)
+    for i in range(20):
+        eager.update(batches[i % 3])
+        graphed.update(batches[i % 3])
+    for x, y in _pairs(eager.online, graphed.online):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+
+
+@cuda
+def test_on_cuda_acting_is_the_same_with_and_without_graphs():
+    eager, graphed = _cuda_learner(cuda_graph="false"), _cuda_learner(cuda_graph="true")
+    stacks = _batch(size=16, seed=7).obs.numpy()
+    for epsilon in (0.0, 0.3):
+        a = eager.act(stacks, epsilon, np.random.default_rng(1))
+        b = graphed.act(stacks, epsilon, np.random.default_rng(1))
+        np.testing.assert_array_equal(a, b)
+    cpu = Learner(4, LearnerConfig(**CPU), seed=0)
+    np.testing.assert_array_equal(
+        cpu.act(stacks, 0.0, np.random.default_rng(1)),
+        graphed.act(stacks, 0.0, np.random.default_rng(1)),
+    )

@@ -22,7 +22,8 @@ from atari_dqn.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "smoke.yaml"
-QUIET = ["logging.progress=false", "learner.torch_threads=1"]
+# The runs here are CPU runs, whatever the machine; the CUDA variants say so.
+QUIET = ["logging.progress=false", "learner.torch_threads=1", "learner.device=cpu"]
 
 
 def smoke(*overrides: str) -> Config:
@@ -78,15 +79,8 @@ def test_a_run_directory_is_never_overwritten(tmp_path):
         train(smoke(), run)
 
 
-@pytest.mark.parametrize(
-    ("num_envs", "prefetch", "optimizer"),
-    [(1, "never", "deepmind_rmsprop"), (2, "always", "deepmind_rmsprop"), (1, "never", "adam")],
-)
-def test_resumed_run_matches_an_uninterrupted_one(tmp_path, num_envs, prefetch, optimizer):
-    # Exact: env emulator and RNG states, the replay, the prefetched batch, the optimiser and
-    # every RNG are checkpointed, so the resumed run sees the very same data. Adam is the
-    # optimiser of configs/cpu_demo.yaml; its state, unlike ours, is created on first step.
-    base = (
+def _resume_base(num_envs: int, prefetch: str, optimizer: str, overlap: str) -> tuple:
+    return (
         f"learner.optimizer={optimizer}",
         "eval.interval_steps=0",
         "replay.capacity=2000",
@@ -95,12 +89,34 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path, num_envs, prefetch, 
         "checkpoint.interval_steps=100000",
         f"loop.num_envs={num_envs}",
         f"replay.prefetch={prefetch}",
+        f"loop.overlap={overlap}",
     )
+
+
+def _full_and_resumed(tmp_path: Path, base: tuple, *extra: str) -> tuple[dict, dict]:
+    """The final states of a 1,200-step run and of one stopped at 600 steps and resumed."""
     full, split = tmp_path / "full", tmp_path / "split"
-    assert train(smoke(*base, "loop.total_steps=1200"), full) == 0
-    assert train(smoke(*base, "loop.total_steps=600"), split) == 0
+    assert train(smoke(*base, *extra, "loop.total_steps=1200"), full) == 0
+    assert train(smoke(*base, *extra, "loop.total_steps=600"), split) == 0
     assert resume(split, ["loop.total_steps=1200"]) == 0
-    a, b = ckpt.load_state(RunDir(full)), ckpt.load_state(RunDir(split))
+    return ckpt.load_state(RunDir(full)), ckpt.load_state(RunDir(split))
+
+
+@pytest.mark.parametrize(
+    ("num_envs", "prefetch", "optimizer", "overlap"),
+    [
+        (1, "never", "deepmind_rmsprop", "false"),
+        (2, "always", "deepmind_rmsprop", "true"),
+        (1, "never", "adam", "false"),
+    ],
+)
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path, num_envs, prefetch, optimizer, overlap):
+    # Exact: env emulator and RNG states, the replay, the prefetched batch, the optimiser and
+    # every RNG are checkpointed, so the resumed run sees the very same data. Adam is the
+    # optimiser of configs/cpu_demo.yaml; its state, unlike ours, is created on first step.
+    # With overlap the updates run while the env workers step: still the same data.
+    base = _resume_base(num_envs, prefetch, optimizer, overlap)
+    a, b = _full_and_resumed(tmp_path, base)
     assert a["counters"] == b["counters"]
     assert a["recent_returns"] == b["recent_returns"]
     for key, value in a["learner"]["online"].items():
@@ -183,3 +199,30 @@ def test_a_run_with_a_smaller_screen_trains_end_to_end(tmp_path):
     assert all(math.isfinite(float(r["loss"])) for r in rows if int(r["updates"]) > 0)
     state = ckpt.load_state(RunDir(run))
     assert state["learner"]["online"]["layers.7.weight"].shape == (512, 64 * 4 * 4)
+
+
+@pytest.mark.parametrize("overlap", ["false", "true"])
+def test_overlap_runs_the_owed_updates_while_the_envs_step_and_false_keeps_the_plain_order(
+    tmp_path, overlap
+):
+    # Plain order: step, then every update owed at the new count. Overlap: the updates owed
+    # before a step run while it is in flight, so each row is one step's updates behind.
+    run = tmp_path / "run"
+    cfg = smoke("loop.total_steps=1000", "eval.interval_steps=0", "learner.compile=false",
+                "loop.num_envs=2", f"loop.overlap={overlap}")  # fmt: skip
+    assert train(cfg, run) == 0
+    for row in read_csv(run / "metrics.csv"):
+        steps = int(row["agent_steps"])
+        behind = 2 if overlap == "true" else 0
+        assert int(row["updates"]) == updates_due(cfg, steps - behind), row
+
+
+@pytest.mark.cuda
+def test_on_cuda_a_resumed_run_with_graphs_matches_an_uninterrupted_one(tmp_path):
+    # CUDA graphs for the update and acting, overlap and prefetch on (the CUDA defaults).
+    # Within a float tolerance: cuDNN's backward may sum in a different order run to run.
+    base = _resume_base(2, "auto", "deepmind_rmsprop", "auto")
+    a, b = _full_and_resumed(tmp_path, base, "learner.device=cuda", "learner.cuda_graph=auto")
+    assert a["counters"] == b["counters"]
+    for key, value in a["learner"]["online"].items():
+        torch.testing.assert_close(value, b["learner"]["online"][key], rtol=1e-4, atol=1e-5)

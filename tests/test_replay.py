@@ -22,7 +22,7 @@ from replay_reference import (
 )
 
 from atari_dqn.errors import ConfigError, ReplayError, UserError
-from atari_dqn.replay.feed import Prefetcher, to_tensors
+from atari_dqn.replay.feed import Prefetcher, TensorBatch, to_tensors
 from atari_dqn.replay.inspection import gather, valid_transitions
 from atari_dqn.replay.ring import FrameRing
 from atari_dqn.replay.ringfile import load_ring, save_ring
@@ -370,3 +370,17 @@ def test_batches_for_an_accelerator_copy_the_five_frame_window_once():
         assert tensors.obs.shape == tensors.next_obs.shape == (8, 4, *SMALL)
         assert tensors.obs.untyped_storage().nbytes() == 8 * 5 * SMALL[0] * SMALL[1]
         assert tensors.next_obs.storage_offset() == SMALL[0] * SMALL[1]
+
+
+def test_prefetcher_copies_each_batch_into_the_destination_buffers_it_is_given():
+    # What the learner's static CUDA buffers receive; shown here with CPU buffers.
+    (ring, _), (twin, _) = _stepped_rings()
+    destination = TensorBatch.empty(8, (5, *SMALL))
+    with Prefetcher(ring, 8, "cpu", destination=destination) as prefetcher:
+        for _ in range(4):
+            got = prefetcher.next()
+            assert got is destination
+            expected = twin.sample(8)
+            np.testing.assert_array_equal(got.frames.numpy(), expected.frames)
+            np.testing.assert_array_equal(got.action.numpy(), expected.action)
+            np.testing.assert_array_equal(got.discount.numpy(), expected.discount)

@@ -1,8 +1,11 @@
 """Env throughput: agent steps per second with random actions, ours beside the peers.
 
 Peers, measured in the same run with the same game and protocol settings:
-- gymnasium's `AtariPreprocessing` stack on a `frameskip=1` base env (noop 30, frame skip 4,
-  life-loss terminal) plus `ClipReward`: what most PyTorch DQN code runs.
+- gymnasium's `AtariPreprocessing` stack on a `frameskip=1` base env (noop 30, frame skip 4)
+  plus `ClipReward`: what most PyTorch DQN code runs. Compared with our single env on the
+  same rules: full games (a lost life ends nothing on either side: gymnasium's wrapper
+  would restart the whole game at each lost life, ours goes on, so they would not do the
+  same work) and no FIRE at reset (the wrapper has none).
 - ale-py's `AtariVectorEnv` (C++ threads, its own preprocessing), with `stack_num=1` so it
   returns one frame per step as ours does. Its frames are also checked against ours.
 
@@ -50,7 +53,7 @@ HEADLINES = (
 
 def _gymnasium_stack() -> gymnasium.Env:
     base = gymnasium.make(gymnasium_id(GAME), frameskip=1, repeat_action_probability=0.0)
-    env = AtariPreprocessing(base, noop_max=30, frame_skip=4, terminal_on_life_loss=True)
+    env = AtariPreprocessing(base, noop_max=30, frame_skip=4, terminal_on_life_loss=False)
     return ClipReward(env, -1.0, 1.0)
 
 
@@ -146,7 +149,9 @@ def run(quick: bool = False, out_dir: Path | str = RESULTS_DIR) -> dict[str, Any
     configs: dict[str, tuple[str, int, bool, Callable[[], int]]] = {}
     closers: list[Callable[[], None]] = []
     try:
-        ours = make_env(GAME, seed=0)
+        # The rules gymnasium's stack plays by (module docstring); the vector envs below
+        # play the Nature protocol.
+        ours = make_env(GAME, seed=0, terminal_on_life_loss=False, fire_reset=False)
         closers.append(ours.close)
         configs["ours make_env"] = ("ours", 1, True, _single_stepper(ours, 0))
         gym_env = _gymnasium_stack()

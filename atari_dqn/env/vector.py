@@ -1,9 +1,11 @@
 """N preprocessed games stepped together, in this process and in worker processes.
 
 The N envs are split into contiguous blocks (`atari_dqn.env.block`), one per core at most.
-This process steps the first block itself while worker processes step the others
-(`atari_dqn.env.workers`), so N=1 runs entirely in-process (the paper's single stream)
-and no core sits idle waiting. Env i is `AtariEnv(cfg, env_seed(seed, i))` playing on
+By default this process steps the first block itself while worker processes step the
+others (`atari_dqn.env.workers`), so N=1 runs entirely in-process (the paper's single
+stream) and no core sits idle waiting. With `in_process=False` every block runs in a
+worker, and `step_async` / `step_wait` leave this process free between them (the training
+loop runs its updates there). Env i is `AtariEnv(cfg, env_seed(seed, i))` playing on
 `SpareGames`, so env 0 gives the same stream whatever N and the worker count are.
 
 Scheduling the spare games: a block with spares to start does not start them at once; it
@@ -47,13 +49,20 @@ class VectorEnv:
     """N preprocessed games of `cfg` stepped together; ended episodes reset automatically.
 
     `workers` is the number of blocks (default: one per core, at most N); every block but
-    the first runs in a worker process. Every array lives in shared memory; only semaphore
-    posts cross between processes. As with any multiprocessing code, a script that makes
-    one with N > 1 needs the `if __name__ == "__main__":` guard.
+    the first runs in a worker process, the first too when `in_process` is False. Every
+    array lives in shared memory; only semaphore posts cross between processes. As with any
+    multiprocessing code, a script that makes one with workers needs the
+    `if __name__ == "__main__":` guard.
     """
 
     def __init__(
-        self, cfg: EnvConfig, num_envs: int, *, seed: int, workers: int | None = None
+        self,
+        cfg: EnvConfig,
+        num_envs: int,
+        *,
+        seed: int,
+        workers: int | None = None,
+        in_process: bool = True,
     ) -> None:
         if num_envs <= 0:
             raise ConfigError(f"num_envs must be positive, got {num_envs}")
@@ -68,18 +77,24 @@ class VectorEnv:
         self._gos: list = []
         self._dones: list = []
         self._closed = False
-        if blocks == 1:
+        self._first_worker = 1 if in_process else 0  # the block the first worker steps
+        self._pending: Command | None = None  # a step posted by step_async, not yet waited
+        if blocks == 1 and in_process:
             self._arrays = layout.views(bytearray(layout.nbytes()))
         else:
             self._start_workers(cfg, seed, layout)
-        self._local = EnvBlock(cfg, seed, 0, self._bounds[1], 0, self._arrays)
-        self.action_meanings: list[str] = self._local.envs[0].action_meanings
-        self.n_actions = len(self.action_meanings)
-        for i in range(len(self._procs)):
-            reply = self._reply(i, self._conns[i].recv)
+        self._local = (
+            EnvBlock(cfg, seed, 0, self._bounds[1], 0, self._arrays) if in_process else None
+        )
+        replies = [self._reply(i, conn.recv) for i, conn in enumerate(self._conns)]
+        for i, reply in enumerate(replies):
             if isinstance(reply, str):
                 self.close()
                 raise RuntimeError(f"env worker {self._procs[i].name} failed to start:\n{reply}")
+        self.action_meanings: list[str] = (
+            self._local.envs[0].action_meanings if self._local is not None else replies[0]
+        )
+        self.n_actions = len(self.action_meanings)
 
     def _start_workers(self, cfg: EnvConfig, seed: int, layout: Layout) -> None:
         # fork is unsafe once torch, OpenCV or a prefetch thread runs; the forkserver
@@ -88,7 +103,7 @@ class VectorEnv:
         ctx.set_forkserver_preload(["__main__", workers.__name__])
         shared = ctx.RawArray("b", layout.nbytes())
         self._arrays = layout.views(shared)
-        for k in range(1, layout.blocks):
+        for k in range(self._first_worker, layout.blocks):
             lo, hi = self._bounds[k], self._bounds[k + 1]
             spec = BlockSpec(k, lo, hi, cfg, seed, layout)
             parent, child = ctx.Pipe()
@@ -133,18 +148,25 @@ class VectorEnv:
     def _command(self, command: Command) -> None:
         """Run `command` in every block: the workers' in parallel with this process's own."""
         self._start(command)
-        try:
-            workers.run_stepping(self._local, command)
-        finally:  # even if ours failed or was interrupted, so no worker is left mid-command
-            self._collect()
+        self._finish(command)
 
     def _start(self, command: Command) -> None:
         """Post `command` to every worker."""
         if self._closed:
             raise RuntimeError("this VectorEnv is closed")
+        if self._pending is not None:
+            raise RuntimeError("step_wait() is due before the next command")
         self._arrays["control"][:] = command
         for go in self._gos:
             go.release()
+
+    def _finish(self, command: Command) -> None:
+        """Run `command` in this process's block, then wait for the workers."""
+        try:
+            if self._local is not None:
+                workers.run_stepping(self._local, command)
+        finally:  # even if ours failed or was interrupted, so no worker is left mid-command
+            self._collect()
 
     def _collect(self) -> None:
         """Wait until every worker has finished its command; raise the first worker error."""
@@ -154,7 +176,7 @@ class VectorEnv:
             while not done.acquire(timeout=1.0):
                 if not self._procs[i].is_alive():
                     self._raise_dead(i)
-        for i in np.flatnonzero(self._arrays["status"][1:]):
+        for i in np.flatnonzero(self._arrays["status"][self._first_worker :]):
             error = self._reply(i, self._conns[i].recv)
             raise RuntimeError(f"env worker {self._procs[i].name} raised:\n{error}")
 
@@ -162,7 +184,7 @@ class VectorEnv:
         """Every env's state (AtariEnv.get_state), in env order: a checkpoint resumes exactly."""
         self._start(Command.GET_STATE)
         try:
-            states = self._local.get_state()
+            states = self._local.get_state() if self._local is not None else []
             for i, conn in enumerate(self._conns):
                 reply = self._reply(i, conn.recv)
                 if isinstance(reply, str):  # a worker's traceback
@@ -181,8 +203,9 @@ class VectorEnv:
             )
         self._start(Command.SET_STATE)
         try:
-            self._local.set_state(states[: self._bounds[1]])
-            for k, conn in enumerate(self._conns, start=1):
+            if self._local is not None:
+                self._local.set_state(states[: self._bounds[1]])
+            for k, conn in enumerate(self._conns, start=self._first_worker):
                 conn.send(states[self._bounds[k] : self._bounds[k + 1]])
         finally:
             self._collect()
@@ -194,6 +217,11 @@ class VectorEnv:
 
     def step(self, actions: np.ndarray) -> VecStep:
         """Act in every env (actions: int[N] indices into the action set); auto-resets."""
+        self.step_async(actions)
+        return self.step_wait()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Start `step(actions)` in the workers; `step_wait` returns its result."""
         actions = np.asarray(actions)
         if not np.issubdtype(actions.dtype, np.integer):
             raise ValueError(f"actions must be integers, got dtype {actions.dtype}")
@@ -204,7 +232,16 @@ class VectorEnv:
         self._arrays["actions"][:] = actions
         # Start spare games only when every block has one to start (module docstring).
         prepare = self._arrays["pending"].min() > 0
-        self._command(Command.STEP_AND_PREPARE if prepare else Command.STEP)
+        command = Command.STEP_AND_PREPARE if prepare else Command.STEP
+        self._start(command)
+        self._pending = command
+
+    def step_wait(self) -> VecStep:
+        """The step `step_async` started (this process's own block is stepped now)."""
+        if self._pending is None:
+            raise RuntimeError("step_wait() without step_async()")
+        command, self._pending = self._pending, None
+        self._finish(command)
         return VecStep(**{name: self._arrays[name].copy() for name in workers.VECSTEP_FIELDS})
 
     def close(self) -> None:
@@ -216,7 +253,7 @@ class VectorEnv:
             self._finalizer()
             for conn in self._conns:
                 conn.close()
-        if hasattr(self, "_local"):
+        if getattr(self, "_local", None) is not None:
             self._local.close()
 
     def __enter__(self) -> VectorEnv:

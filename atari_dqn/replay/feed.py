@@ -2,7 +2,8 @@
 
 The only replay code that knows torch. A batch crosses to the device as its 5-frame window
 (`frames uint8[B, h+1, H, W]`), and obs / next_obs are views of the copy, so 5 frames per
-transition cross the bus, not 8. `Prefetcher` draws the next batch in a background thread
+transition cross the bus, not 8; on CUDA it goes straight into the learner's static input
+buffers, which its captured update reads. `Prefetcher` draws the next batch in a background thread
 (the Numba sampler releases the GIL) while the learner works on the current one.
 """
 
@@ -20,27 +21,56 @@ from atari_dqn.replay.ring import Batch, FrameRing, check_batch_size
 
 
 class TensorBatch(NamedTuple):
-    """A batch as torch tensors on the learner's device (obs / next_obs still uint8)."""
+    """A batch as torch tensors (obs / next_obs still uint8), on the host or a device."""
 
-    obs: torch.Tensor
+    frames: torch.Tensor
+    """uint8[B, history + 1, H, W]: the window [p-h+1 .. p+1] of each transition."""
     action: torch.Tensor
     reward: torch.Tensor
     discount: torch.Tensor
-    next_obs: torch.Tensor
 
     @classmethod
-    def of(cls, frames: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
-           discount: torch.Tensor) -> TensorBatch:  # fmt: skip
-        """obs and next_obs as views of the (B, history + 1, H, W) window `frames`."""
-        return cls(frames[:, :-1], action, reward, discount, frames[:, 1:])
+    def empty(
+        cls,
+        batch_size: int,
+        window: tuple[int, int, int],
+        device: torch.device | str = "cpu",
+        pin: bool = False,
+    ) -> TensorBatch:
+        """Uninitialised buffers for `batch_size` transitions of `window` = (history + 1,
+        H, W) frames; pinned host memory with `pin`."""
+        shapes = ((batch_size, *window), batch_size, batch_size, batch_size)
+        dtypes = (torch.uint8, torch.int64, torch.float32, torch.float32)
+        return cls(
+            *(
+                torch.empty(shape, dtype=dtype, device=device, pin_memory=pin)
+                for shape, dtype in zip(shapes, dtypes, strict=True)
+            )
+        )
 
+    @property
+    def obs(self) -> torch.Tensor:
+        """uint8[B, history, H, W]: view `frames[:, :-1]`, the stack acted on (s_tm1)."""
+        return self.frames[:, :-1]
 
-def _copy_to(device: torch.device, *tensors: torch.Tensor) -> TensorBatch:
-    """The batch on `device`: zero-copy on the CPU, one `non_blocking` copy per array
-    elsewhere (asynchronous when the host tensors are pinned)."""
-    if device.type != "cpu":
-        tensors = tuple(t.to(device, non_blocking=True) for t in tensors)
-    return TensorBatch.of(*tensors)
+    @property
+    def next_obs(self) -> torch.Tensor:
+        """uint8[B, history, H, W]: view `frames[:, 1:]`, the stack after the step (s_t)."""
+        return self.frames[:, 1:]
+
+    def to(self, device: torch.device) -> TensorBatch:
+        """This batch on `device`: itself on the CPU, else one `non_blocking` copy per array
+        (asynchronous when this batch is in pinned memory)."""
+        if device.type == "cpu":
+            return self
+        return TensorBatch(*(t.to(device, non_blocking=True) for t in self))
+
+    def copy_into(self, destination: TensorBatch) -> TensorBatch:
+        """`destination` (same shapes, any device) filled with this batch, asynchronously
+        when this batch is in pinned memory."""
+        for mine, theirs in zip(self, destination, strict=True):
+            theirs.copy_(mine, non_blocking=True)
+        return destination
 
 
 # Each batch's arrays as tensors, made once: batches are reused for every sample, and
@@ -56,40 +86,26 @@ def to_tensors(batch: Batch, device: torch.device | str) -> TensorBatch:
     host = _TENSORS.get(batch)
     if host is None:
         arrays = (batch.frames, batch.action, batch.reward, batch.discount)
-        host = _TENSORS[batch] = TensorBatch.of(*(torch.from_numpy(a) for a in arrays))
-    device = torch.device(device)
-    if device.type == "cpu":
-        return host
-    frames = torch.from_numpy(batch.frames)
-    return _copy_to(device, frames, host.action, host.reward, host.discount)
+        host = _TENSORS[batch] = TensorBatch(*(torch.from_numpy(a) for a in arrays))
+    return host.to(torch.device(device))
 
 
 class HostBatch:
     """A preallocated batch in host memory, pinned when it feeds a CUDA device, seen both
     as numpy arrays (for the sampler) and as the torch tensors that own the memory."""
 
-    FIELDS = ("frames", "action", "reward", "discount")
-
     def __init__(self, batch_size: int, ring: FrameRing, pin: bool) -> None:
-        shape = (batch_size, ring.history_length + 1, *ring.frame_shape)
-        sizes = (shape, batch_size, batch_size, batch_size)
-        dtypes = (torch.uint8, torch.int64, torch.float32, torch.float32)
-        self.tensors = tuple(
-            torch.empty(size, dtype=dtype, pin_memory=pin)
-            for size, dtype in zip(sizes, dtypes, strict=True)
-        )
+        window = (ring.history_length + 1, *ring.frame_shape)
+        self.tensors = TensorBatch.empty(batch_size, window, pin=pin)
         self.arrays = Batch(*(t.numpy() for t in self.tensors))
-
-    def to(self, device: torch.device) -> TensorBatch:
-        return _copy_to(device, *self.tensors)
 
     def copy(self) -> dict[str, torch.Tensor]:
         """A CPU copy of the contents, by field name (for checkpoints)."""
-        return {name: t.clone() for name, t in zip(self.FIELDS, self.tensors, strict=True)}
+        return {name: t.clone() for name, t in zip(TensorBatch._fields, self.tensors, strict=True)}
 
     def fill(self, saved: dict[str, torch.Tensor]) -> None:
         """Restore what `copy` returned."""
-        for name, t in zip(self.FIELDS, self.tensors, strict=True):
+        for name, t in zip(TensorBatch._fields, self.tensors, strict=True):
             t.copy_(saved[name])
 
 
@@ -105,7 +121,8 @@ class Prefetcher:
     unused batch, and `pending=` restores it, so a resumed run uses the very same batches.
 
     Two preallocated batches (pinned on CUDA) alternate; the tensors from `next()` stay
-    valid until the following `next()` call.
+    valid until the following `next()` call. With `destination` (the learner's static input
+    buffers, `Learner.input_buffers`) each batch is copied straight into it.
     """
 
     def __init__(
@@ -114,10 +131,12 @@ class Prefetcher:
         batch_size: int,
         device: torch.device | str,
         pending: dict[str, torch.Tensor] | None = None,
+        destination: TensorBatch | None = None,
     ) -> None:
         check_batch_size(batch_size)
         self._ring = ring
         self._device = torch.device(device)
+        self._destination = destination
         pin = self._device.type == "cuda"
         self._batches = [HostBatch(batch_size, ring, pin) for _ in range(2)]
         # CUDA: the copy out of a pinned batch is asynchronous; wait on this event before
@@ -168,7 +187,11 @@ class Prefetcher:
         current = self._next
         if not self._ready:  # the very first batch: nothing was drawn ahead
             self._ring.sample_into(self._batches[current].arrays)
-        tensors = self._batches[current].to(self._device)
+        host = self._batches[current].tensors
+        if self._destination is not None:
+            tensors = host.copy_into(self._destination)
+        else:
+            tensors = host.to(self._device)
         if self._device.type == "cuda":
             event = torch.cuda.Event()
             event.record()
