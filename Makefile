@@ -13,7 +13,7 @@ RUNS ?= runs/*
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train eval report bench bench-gpu test test-slow lint format clean
+.PHONY: install train eval sweep report bench bench-gpu test test-slow lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,16 @@ install: $(STAMP)
 
 train: $(STAMP)
 	$(PY) -m atari_dqn train --game $(GAME) --config $(CONFIG) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(ARGS)
+
+# GAMES and SEEDS are space-separated: make sweep GAMES="Breakout Pong" SEEDS="0 1 2"
+GAMES ?= $(GAME)
+SEEDS ?= 0
+empty :=
+comma := ,
+space := $(empty) $(empty)
+sweep: $(STAMP)
+	$(PY) -m atari_dqn sweep --games $(subst $(space),$(comma),$(strip $(GAMES))) \
+	  --seeds $(subst $(space),$(comma),$(strip $(SEEDS))) --config $(CONFIG) $(ARGS)
 
 eval: $(STAMP)
 	$(PY) -m atari_dqn eval --run-dir $(RUN_DIR) $(ARGS)

@@ -23,6 +23,21 @@ class Policy(Protocol):
         ...
 
 
+class RecordablePolicy(Policy, Protocol):
+    """A policy that can say what it saw: Q(s, .) of every stack, and which actions were
+    random (`Learner.act_and_values`), for recording."""
+
+    def act_and_values(
+        self, stacks: np.ndarray, epsilon: float, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+class Recorder(Protocol):
+    """Where an acting step reports each step's Q-values and random actions, when recording."""
+
+    def step(self, actions: np.ndarray, q_values: np.ndarray, explored: np.ndarray) -> None: ...
+
+
 class FrameMemory(Protocol):
     """Where an acting step records frames, and where the stacks to act on come from."""
 
@@ -71,11 +86,20 @@ class FrameStacks:
 
 
 class Acting:
-    """N envs, the memory that records them, and the stacks buffer the policy reads."""
+    """N envs, the memory that records them, and the stacks buffer the policy reads; with a
+    `recorder`, each step's Q-values and random actions go to it too."""
 
-    def __init__(self, envs: VectorEnv, memory: FrameMemory, history: int, screen_size: int):
+    def __init__(
+        self,
+        envs: VectorEnv,
+        memory: FrameMemory,
+        history: int,
+        screen_size: int,
+        recorder: Recorder | None = None,
+    ):
         self.envs = envs
         self.memory = memory
+        self.recorder = recorder
         self._stacks = np.empty((envs.num_envs, history, screen_size, screen_size), np.uint8)
         self._actions = np.zeros(envs.num_envs, np.int64)  # of the step in flight
 
@@ -95,7 +119,11 @@ class Acting:
 
         At epsilon 1 (random play before learning starts) the stacks are not even built:
         the actions are uniform draws from `rng`."""
-        if epsilon >= 1.0:
+        if self.recorder is not None:
+            stacks = self.memory.stacks(out=self._stacks)
+            actions, q_values, explored = policy.act_and_values(stacks, epsilon, rng)
+            self.recorder.step(actions, q_values, explored)
+        elif epsilon >= 1.0:
             actions = rng.integers(0, self.envs.n_actions, size=self.envs.num_envs)
         else:
             actions = policy.act(self.memory.stacks(out=self._stacks), epsilon, rng)

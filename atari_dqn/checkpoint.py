@@ -5,11 +5,14 @@ RNG states) and optionally `replay.ring` (the frame ring). A new one is written 
 `checkpoint.tmp/` and fsynced; only then does it replace the old one (`checkpoint/` ->
 `checkpoint.old/`, `checkpoint.tmp/` -> `checkpoint/`, then the old one is removed). A crash
 at any moment leaves either `checkpoint/` or `checkpoint.old/` complete, and `load_state`
-takes whichever is there.
+takes whichever is there. A checkpoint that cannot be written (a full disk, a file-size
+limit, a read-only directory) leaves the previous one as it was and raises a
+CheckpointError that says how much space one needs.
 """
 
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 from typing import Any
@@ -25,17 +28,34 @@ from atari_dqn.rundir import REPLAY_FILE, STATE_FILE, RunDir
 FORMAT_VERSION = 1
 
 
+def _gigabytes(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
 def save_checkpoint(run: RunDir, state: dict[str, Any], ring: FrameRing | None = None) -> Path:
     """Write `state` (and `ring`) as the run's checkpoint; returns its folder."""
     final, tmp, old = run.checkpoint, run.checkpoint_tmp, run.checkpoint_old
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write_synced(
-        tmp / STATE_FILE, lambda f: torch.save({"format_version": FORMAT_VERSION, **state}, f)
-    )
-    if ring is not None:
-        save_ring(ring, tmp / REPLAY_FILE)
-    fsync_dir(tmp)
+    blob = io.BytesIO()
+    torch.save({"format_version": FORMAT_VERSION, **state}, blob)
+    state_bytes = blob.getbuffer().nbytes
+    replay_bytes = ring.filled_bytes() if ring is not None else 0
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        write_synced(tmp / STATE_FILE, lambda f: f.write(blob.getbuffer()))
+        if ring is not None:
+            save_ring(ring, tmp / REPLAY_FILE)
+        fsync_dir(tmp)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        replay = f" ({_gigabytes(replay_bytes)} of replay)" if ring is not None else ""
+        raise CheckpointError(
+            f"cannot write a checkpoint into '{run}' ({exc.strerror or exc}): one needs "
+            f"{_gigabytes(state_bytes + replay_bytes)}{replay} free beside the previous "
+            "checkpoint, which is kept as it was; free some space (or set "
+            "checkpoint.save_replay=false) and continue with "
+            f"`python -m atari_dqn train --resume {run}`"
+        ) from exc
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
         final.rename(old)
@@ -56,6 +76,11 @@ def checkpoint_dir(run: RunDir) -> Path:
         f"no checkpoint in '{run}' (a run writes one every checkpoint.interval_steps, "
         "at the end and on Ctrl-C); start a new run with `train --game GAME`"
     )
+
+
+def has_checkpoint(run: RunDir) -> bool:
+    """Whether `run` holds a complete checkpoint."""
+    return any((folder / STATE_FILE).is_file() for folder in (run.checkpoint, run.checkpoint_old))
 
 
 def load_state(run: RunDir, map_location: str | torch.device = "cpu") -> dict[str, Any]:

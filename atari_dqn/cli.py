@@ -1,4 +1,4 @@
-"""Command line: `python -m atari_dqn {train,eval,bench,report,games}` (also `atari-dqn`).
+"""Command line: `python -m atari_dqn {train,eval,sweep,bench,report,games}` (or `atari-dqn`).
 
 Bad input never shows a traceback: a `UserError` prints one `error: ...` line and exits
 with status 2. Heavy imports (torch, numba) happen inside the commands that need them, so
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -35,8 +36,11 @@ def _cmd_games(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    # A file-size limit (ulimit -f) then fails a checkpoint's write, which is reported in one
+    # line, instead of killing the process.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     if args.resume:
-        from atari_dqn.loop import resume
+        from atari_dqn.runs import resume
 
         return resume(Path(args.resume), overrides=args.overrides)
     if not args.game:
@@ -45,8 +49,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(to_yaml(cfg), end="")
         return 0
-    from atari_dqn.loop import train
     from atari_dqn.rundir import RunDir
+    from atari_dqn.runs import train
 
     run_dir = Path(args.run_dir) if args.run_dir else RunDir.new(cfg.env.game).path
     return train(cfg, run_dir)
@@ -56,7 +60,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from atari_dqn.evaluate import evaluate_run
 
     return evaluate_run(
-        Path(args.run_dir), episodes=args.episodes, seed=args.seed, overrides=args.overrides
+        Path(args.run_dir),
+        episodes=args.episodes,
+        seed=args.seed,
+        overrides=args.overrides,
+        video=(args.video_games or "best,median,worst") if args.video or args.video_games else None,
     )
 
 
@@ -70,6 +78,38 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     parts = suite.PARTS if args.part == "all" else (args.part,)
     suite.run(parts, quick=args.quick, out_dir=Path(args.out), update_readme=args.update_readme)
     return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from atari_dqn import sweep
+
+    if args.status:
+        return sweep.status(Path(args.status))
+    if args.games is None:
+        raise ConfigError("sweep needs --games (e.g. --games Breakout,Pong or nature49)")
+    if args.cpus_per_run is not None and args.cpus_per_run <= 0:
+        raise ConfigError(f"--cpus-per-run must be positive, got {args.cpus_per_run:g}")
+    if args.gpus_per_run < 0:
+        raise ConfigError(f"--gpus-per-run must be >= 0, got {args.gpus_per_run:g}")
+    if args.max_retries < 0:
+        raise ConfigError(f"--max-retries must be >= 0, got {args.max_retries}")
+    from atari_dqn.rundir import RunDir
+
+    out = Path(args.out) if args.out else RunDir.new("sweep").path
+    runs = sweep.plan(
+        sweep.parse_games(args.games), sweep.parse_seeds(args.seeds), args.config,
+        args.overrides, out,
+    )  # fmt: skip
+    return sweep.run_sweep(
+        runs,
+        out,
+        config=args.config,
+        overrides=args.overrides,
+        address=args.address,
+        cpus_per_run=args.cpus_per_run,
+        gpus_per_run=args.gpus_per_run,
+        max_retries=args.max_retries,
+    )
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -106,6 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", required=True, help="a run directory written by `train`")
     p.add_argument("--episodes", type=int, help="games to play (default: the run's eval.episodes)")
     p.add_argument("--seed", type=int, default=None, help="evaluation seed (default: run seed + 1)")
+    p.add_argument(
+        "--video",
+        action="store_true",
+        help="also write videos of the best, median and worst games, Q-values beside the screen",
+    )
+    p.add_argument(
+        "--video-games",
+        metavar="K",
+        help="which games to film: best,median,worst (default) or numbers, e.g. 1,5",
+    )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="eval.* overrides")
     p.set_defaults(func=_cmd_eval)
 
@@ -120,6 +170,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="also rewrite the performance section of ./README.md from the latest records",
     )
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser(
+        "sweep", help="train many games and seeds on Ray, on this machine or a Ray cluster"
+    )
+    p.add_argument(
+        "--games", help="comma-separated games, or a list: nature49, nips7, atari57 (or both)"
+    )
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument(
+        "--config", default=DEFAULT_CONFIG, help=f"YAML config (default {DEFAULT_CONFIG})"
+    )
+    p.add_argument("--out", help="sweep directory (default runs/sweep-<timestamp>)")
+    p.add_argument(
+        "--address",
+        help="join the Ray cluster there ('auto' or HOST:PORT); default: a local Ray",
+    )
+    p.add_argument(
+        "--cpus-per-run", type=float, help="CPUs Ray reserves per run (default loop.num_envs + 1)"
+    )
+    p.add_argument(
+        "--gpus-per-run", type=float, default=0.0, help="GPUs per run, e.g. 0.25 (default 0)"
+    )
+    p.add_argument(
+        "--max-retries", type=int, default=3, help="retries of a run whose worker dies (3)"
+    )
+    p.add_argument("--status", metavar="OUT", help="show a sweep's table and report, and exit")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help=overrides_help)
+    p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("report", help="score tables and plots for runs, beside the paper's")
     p.add_argument("runs", nargs="+", help="run directories")

@@ -146,6 +146,9 @@ class LearnerConfig(_Section):
     tf32: bool = False
     """Let cuDNN and cuBLAS use TF32 on CUDA: faster, but not fp32 maths (drift: `bench
     learner`)."""
+    stop_on_nonfinite: bool = True
+    """Stop the run when the loss or a Q-value becomes NaN or infinite, keeping the last
+    good checkpoint (checked at each logging interval and before each checkpoint)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -214,6 +217,12 @@ class EvalConfig(_Section):
     """Evaluation episode cap in emulator frames (5 minutes at 60 Hz)."""
     noop_max: int = 30
     """Up to this many random no-op actions at the start of each evaluation game."""
+    video: bool = False
+    """Film the median game of each evaluation during training (`videos/` of the run)."""
+    scores_from: Literal["evaluation", "training"] = "evaluation"
+    """Where a run's score comes from: `evaluation`, separate games with this protocol (the
+    Nature paper), or `training`, its last 100 training games (Machado et al. 2018;
+    Dopamine)."""
 
 
 @dataclass(frozen=True)

@@ -157,6 +157,17 @@ def to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def flatten(cfg: Config) -> dict[str, Any]:
+    """Every setting by its dotted key: {'env.game': 'Breakout', ..., 'seed': 0}."""
+    out: dict[str, Any] = {}
+    for section, values in to_dict(cfg).items():
+        if isinstance(values, dict):
+            out |= {f"{section}.{key}": value for key, value in values.items()}
+        else:
+            out[section] = values
+    return out
+
+
 def to_yaml(cfg: Config) -> str:
     """The resolved config as YAML, as written into each run directory."""
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)

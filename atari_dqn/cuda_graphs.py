@@ -73,14 +73,15 @@ class StateSnapshot:
                     value.zero_()
 
 
-class GreedyActions:
-    """argmax_a Q(s, a) of N stacks on a CUDA device: one H2D copy from a pinned buffer, one
+class QValues:
+    """Q(s, .) of N stacks on a CUDA device: one H2D copy from a pinned buffer, one
     fixed-shape forward pass (a replayed graph when `graph`), one D2H copy, one wait."""
 
     def __init__(
         self,
         net: torch.nn.Module,
         shape: tuple[int, ...],
+        n_actions: int,
         memory_format: torch.memory_format,
         autocast: Callable[[], contextlib.AbstractContextManager],
         graph: bool,
@@ -90,17 +91,17 @@ class GreedyActions:
         self.host = self._host.numpy()
         """The pinned stacks, uint8[N, history, S, S]: write into them to skip one copy."""
         self._stacks = torch.empty(shape, dtype=torch.uint8, device=device)
-        self._actions = torch.empty(shape[0], dtype=torch.int64, pin_memory=True)
+        self._q = torch.empty((shape[0], n_actions), dtype=torch.float32, pin_memory=True)
         self._done = torch.cuda.Event()
         self._net, self._memory_format, self._autocast = net, memory_format, autocast
         self._graph = None
         if graph:
-            self._graph, self._greedy = capture(self._forward, undo_warmup=lambda: None)
+            self._graph, self._output = capture(self._forward, undo_warmup=lambda: None)
 
     @torch.no_grad()
     def _forward(self) -> torch.Tensor:
         with self._autocast():
-            return self._net(self._stacks.contiguous(memory_format=self._memory_format)).argmax(1)
+            return self._net(self._stacks.contiguous(memory_format=self._memory_format)).float()
 
     def __call__(self, stacks: np.ndarray) -> np.ndarray:
         if stacks is not self.host:
@@ -108,10 +109,10 @@ class GreedyActions:
         self._stacks.copy_(self._host, non_blocking=True)
         if self._graph is not None:
             self._graph.replay()
-            greedy = self._greedy
+            q = self._output
         else:
-            greedy = self._forward()
-        self._actions.copy_(greedy, non_blocking=True)
+            q = self._forward()
+        self._q.copy_(q, non_blocking=True)
         self._done.record()
         self._done.synchronize()
-        return self._actions.numpy()
+        return self._q.numpy()

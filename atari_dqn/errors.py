@@ -24,3 +24,8 @@ class ReplayError(UserError):
 
 class CheckpointError(UserError):
     """A missing, corrupt or mismatched checkpoint."""
+
+
+class DivergedError(UserError):
+    """The loss or the Q-values became NaN or infinite: the run stopped, keeping its last
+    good checkpoint (learner.stop_on_nonfinite)."""

@@ -25,6 +25,7 @@ from atari_dqn.errors import ConfigError
 from atari_dqn.learner import Learner
 from atari_dqn.rundir import RunDir
 from atari_dqn.stats import bootstrap_ci
+from atari_dqn.video import GameRecorder, choose, parse_choice, write_videos
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class EvalResult:
 
     scores: list[float]
     frames: list[int]
+    """Emulator frames of each game, its reset's no-ops and FIRE included."""
+    steps: list[int]
+    """Agent steps of each game (actions chosen)."""
     mean: float
     ci_low: float
     ci_high: float
@@ -61,33 +65,52 @@ def evaluate(
     episodes: int,
     seed: int,
     progress: Callable[[int, int], None] | None = None,
+    recorder: GameRecorder | None = None,
 ) -> EvalResult:
     """Play `episodes` full games with the paper protocol and return their raw scores.
 
     Env i of the batch plays games i, i+n, i+2n, ... so the result does not favour short
-    games, and the same seed gives the same games.
+    games, and the same seed gives the same games. A `recorder` (and a policy with
+    `act_and_values`) keeps what it takes to watch the scored games again.
     """
     n = min(episodes, cfg.loop.num_envs)
     quota = np.array([episodes // n + (i < episodes % n) for i in range(n)])
     done_per_env = np.zeros(n, dtype=np.int64)
+    steps_in_game = np.zeros(n, dtype=np.int64)
     history, size = cfg.replay.history_length, cfg.env.screen_size
     rng = np.random.default_rng([seed, 2])
     scores: list[float] = []
     frames: list[int] = []
-    with VectorEnv(eval_env_config(cfg), n, seed=seed) as envs:
-        acting = Acting(envs, FrameStacks(n, history, (size, size)), history, size)
+    steps: list[int] = []
+    if recorder is not None:
+        recorder.start(n)
+    recording = recorder is not None
+    with VectorEnv(eval_env_config(cfg), n, seed=seed, record_starts=recording) as envs:
+        acting = Acting(envs, FrameStacks(n, history, (size, size)), history, size, recorder)
         acting.start()
         while (done_per_env < quota).any():
             _, out = acting.step(policy, cfg.eval.epsilon, rng)
+            steps_in_game += 1
+            if recorder is not None:
+                recorder.rewards(out.raw_rewards)
             for i in np.flatnonzero(out.game_over):
-                if done_per_env[i] < quota[i]:
+                keep = done_per_env[i] < quota[i]
+                if keep:
                     done_per_env[i] += 1
                     scores.append(float(out.episode_returns[i]))
                     frames.append(int(out.episode_frames[i]))
+                    steps.append(int(steps_in_game[i]))
                     if progress is not None:
                         progress(len(scores), episodes)
+                if recorder is not None:
+                    recorder.game_over(i, keep)
+                steps_in_game[i] = 0
+        if recorder is not None:
+            recorder.starts = envs.game_starts()
     mean, low, high = bootstrap_ci(np.array(scores), seed=seed)
-    return EvalResult(scores=scores, frames=frames, mean=mean, ci_low=low, ci_high=high)
+    return EvalResult(
+        scores=scores, frames=frames, steps=steps, mean=mean, ci_low=low, ci_high=high
+    )
 
 
 def evaluate_run(
@@ -96,8 +119,10 @@ def evaluate_run(
     episodes: int | None = None,
     seed: int | None = None,
     overrides: list[str] | None = None,
+    video: str | None = None,
 ) -> int:
-    """`atari-dqn eval`: score the latest checkpoint of `run_dir`, print it, write eval.json."""
+    """`atari-dqn eval`: score the latest checkpoint of `run_dir`, print it, write eval.json;
+    with `video` (`best,median,worst` or game numbers), also those games as videos."""
     if set(parse_overrides(overrides or [])) - {"eval"}:
         raise ConfigError("eval takes only eval.* overrides, e.g. eval.epsilon=0.05")
     run = RunDir(run_dir)
@@ -106,6 +131,7 @@ def evaluate_run(
     if episodes <= 0:
         raise ConfigError(f"--episodes must be positive, got {episodes}")
     seed = cfg.seed + 1 if seed is None else seed
+    choice = parse_choice(video, episodes) if video is not None else None
     state = load_state(run)
     n_actions = len(action_meanings(cfg.env))
     check_compatible(state, game=cfg.env.game, n_actions=n_actions, run=run)
@@ -116,6 +142,7 @@ def evaluate_run(
         screen_size=cfg.env.screen_size,
     )
     learner.load_state_dict(state["learner"])
+    recorder = GameRecorder() if choice is not None else None
     with Progress() as bar:
         task = bar.add_task(f"evaluating {cfg.env.game}", total=episodes)
         result = evaluate(
@@ -124,6 +151,7 @@ def evaluate_run(
             episodes=episodes,
             seed=seed,
             progress=lambda done, total: bar.update(task, completed=done),
+            recorder=recorder,
         )
     for i, (score, frames) in enumerate(zip(result.scores, result.frames, strict=True)):
         print(f"game {i + 1:>3}: score {score:>8.1f}  ({frames:,} frames)")
@@ -133,7 +161,8 @@ def evaluate_run(
         f"mean {result.mean:.1f}, 95% CI [{result.ci_low:.1f}, {result.ci_high:.1f}] "
         f"over {episodes} games (epsilon {cfg.eval.epsilon}, seed {seed})"
     )
-    run.write_eval_record(
+    run.write_record(
+        run.eval_record,
         {
             "game": cfg.env.game,
             "agent_steps": steps,
@@ -142,7 +171,14 @@ def evaluate_run(
             "episodes": episodes,
             "protocol": to_dict(cfg)["eval"],
             **asdict(result),
-        }
+        },
     )
     print(f"wrote {run.eval_record}")
+    if recorder is not None:
+        games = choose(result.scores, choice)
+        names = action_meanings(cfg.env)
+        for path in write_videos(
+            recorder.traces(), games, eval_env_config(cfg), names, run.videos, steps
+        ):
+            print(f"wrote {path}")
     return 0

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from atari_dqn.config import LearnerConfig
-from atari_dqn.cuda_graphs import GreedyActions, StateSnapshot, capture
+from atari_dqn.cuda_graphs import QValues, StateSnapshot, capture
 from atari_dqn.errors import ConfigError
 from atari_dqn.network import NatureCNN
 from atari_dqn.optim import DeepMindRMSprop, make_optimizer
@@ -148,9 +148,13 @@ class Learner:
             for k in ("loss", "mean_q", "max_q", "q_per_action", "td_abs")
         }
         self._count = 0
+        # Updates made, and the first whose loss or Q-values were not finite (-1: none yet),
+        # counted on the device so that checking costs no sync per update.
+        self._made = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._first_nonfinite = torch.full((), -1, dtype=torch.int64, device=self.device)
         self._graph: torch.cuda.CUDAGraph | None = None
         self._graph_metrics: dict[str, torch.Tensor] = {}
-        self._greedy: dict[int, GreedyActions] = {}  # by number of envs, on CUDA
+        self._acting: dict[int, QValues] = {}  # by number of envs, on CUDA
         self._loss_fn = self._forward_loss
         self._step_fn = self.optimizer.step
         if cfg.compile and not self.graphs:
@@ -181,32 +185,46 @@ class Learner:
 
         The random draws (explore or not, and a uniform action) are made for every env
         whatever the network says, so the `rng` stream does not depend on Q-values. Ties in
-        the greedy choice go to the lowest action index (torch.argmax). On the CPU only the
-        greedy envs' stacks go through the network; on CUDA all N do, one fixed shape.
+        the greedy choice go to the lowest action index. On the CPU only the greedy envs'
+        stacks go through the network; on CUDA all N do, one fixed shape.
         """
+        return self._decide(stacks, epsilon, rng, every_env=False)[0]
+
+    def act_and_values(
+        self, stacks: np.ndarray, epsilon: float, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`act` with the same draws and so the same actions, and with, for recording,
+        Q(s, .) float32[N, A] of every stack and which actions were random, bool[N]."""
+        return self._decide(stacks, epsilon, rng, every_env=True)
+
+    def _decide(
+        self, stacks: np.ndarray, epsilon: float, rng: np.random.Generator, every_env: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = len(stacks)
         explore = rng.random(n) < epsilon
         actions = rng.integers(0, self.n_actions, size=n, dtype=np.int64)
-        if explore.all():
-            return actions
-        greedy = ~explore
-        actions[greedy] = self._greedy_actions(stacks, greedy)
-        return actions
+        q = np.full((n, self.n_actions), np.nan, np.float32)
+        rows = np.ones(n, dtype=bool) if every_env else ~explore
+        if rows.any():
+            q[rows] = self._q_values(stacks, rows)
+            actions[~explore] = q[~explore].argmax(axis=1)
+        return actions, q, explore
 
-    def _greedy_actions(self, stacks: np.ndarray, greedy: np.ndarray) -> np.ndarray:
-        """argmax_a Q(s, a) for the stacks where `greedy`."""
+    def _q_values(self, stacks: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Q(s, .) float32[k, A] of the stacks where `rows`."""
         if self.device.type == "cpu":
             with torch.inference_mode(), self._autocast():
-                obs = torch.as_tensor(stacks[greedy])
+                obs = torch.as_tensor(stacks[rows])
                 q = self.online(obs.contiguous(memory_format=self._memory_format))
-            return q.argmax(dim=1).numpy()
+            return q.float().numpy()
         n = len(stacks)
         with _tf32(self.cfg.tf32):
-            if n not in self._greedy:  # captured (once per N) with the same TF32 setting
-                self._greedy[n] = GreedyActions(
-                    self.online, stacks.shape, self._memory_format, self._autocast, self.graphs
-                )
-            return self._greedy[n](stacks)[greedy]
+            if n not in self._acting:  # captured (once per N) with the same TF32 setting
+                self._acting[n] = QValues(
+                    self.online, stacks.shape, self.n_actions, self._memory_format,
+                    self._autocast, self.graphs,
+                )  # fmt: skip
+            return self._acting[n](stacks)[rows]
 
     # -- learning ---------------------------------------------------------------------------
 
@@ -257,6 +275,10 @@ class Learner:
 
     def _accumulate(self, metrics: dict[str, torch.Tensor]) -> None:
         torch._foreach_add_(list(self._sums.values()), [metrics[k] for k in self._sums])
+        self._made += 1
+        finite = torch.isfinite(metrics["loss"]) & torch.isfinite(metrics["max_q"])
+        first = (self._first_nonfinite < 0) & ~finite
+        self._first_nonfinite.copy_(torch.where(first, self._made, self._first_nonfinite))
 
     def update(self, batch: TensorBatch) -> dict[str, torch.Tensor]:
         """One gradient step on `batch` (tensors on any device); detached metrics, on the
@@ -302,7 +324,8 @@ class Learner:
 
     def _capture_update(self, batch: TensorBatch) -> None:
         """Capture one whole update, metric sums included, as the graph each update replays."""
-        snapshot = StateSnapshot([*self.online.parameters(), *self._sums.values()], self.optimizer)
+        counters = [*self._sums.values(), self._made, self._first_nonfinite]
+        snapshot = StateSnapshot([*self.online.parameters(), *counters], self.optimizer)
 
         def step() -> dict[str, torch.Tensor]:
             metrics = self._step(batch)
@@ -331,6 +354,12 @@ class Learner:
             metrics = self._step(batch)
         self._compiled_ok = True
         return metrics
+
+    def first_nonfinite_update(self) -> int | None:
+        """Which update (1 = this learner's first) first had a NaN or infinite loss or
+        Q-value, or None (one host sync)."""
+        first = int(self._first_nonfinite)
+        return first if first > 0 else None
 
     def take_metrics(self) -> dict[str, np.ndarray]:
         """Mean of each metric over the updates since the last call (one host sync); {} if

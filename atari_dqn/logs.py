@@ -7,13 +7,17 @@ Each sink has a null twin (`NullTensorBoard`, `NullProgress`), so the loop never
 from __future__ import annotations
 
 import csv
+import datetime as _dt
+import io
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from atari_dqn.config import LoggingConfig
+from atari_dqn.durable import atomic_write_text
 from atari_dqn.rundir import RunDir
 
 
@@ -26,6 +30,22 @@ class CsvLog:
         if path.exists() and path.stat().st_size > 0:
             with path.open(newline="") as f:
                 self._columns = next(csv.reader(f), None)
+
+    def drop_after(self, step: int) -> None:
+        """Remove the rows logged after agent step `step` (atomically): a run resumed from
+        a checkpoint at `step` logs those steps again, and each step is logged once."""
+        if self._columns is None:
+            return
+        with self.path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        kept = [row for row in rows if int(row["agent_steps"]) <= step]
+        if len(kept) == len(rows):
+            return
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=self._columns)
+        writer.writeheader()
+        writer.writerows(kept)
+        atomic_write_text(self.path, out.getvalue())
 
     def write(self, row: dict[str, Any]) -> None:
         new = self._columns is None
@@ -41,20 +61,22 @@ class CsvLog:
 class TensorBoard:
     """Scalars and histograms as TensorBoard event files in the run directory."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, start_step: int = 0) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self._writer = SummaryWriter(log_dir=str(log_dir))
+        # A resumed run hides the events logged after its checkpoint, as CsvLog drops rows.
+        purge = start_step + 1 if start_step else None
+        self._writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         for key, value in values.items():
             if isinstance(value, (int, float)) and math.isfinite(value):
                 self._writer.add_scalar(key, value, step)
 
-    def bars(self, step: int, tag: str, values: np.ndarray) -> None:
-        """One scalar per entry (e.g. per action) under `tag/i`, readable as a bar chart."""
-        for i, value in enumerate(values):
-            self._writer.add_scalar(f"{tag}/{i}", float(value), step)
+    def bars(self, step: int, tag: str, values: np.ndarray, labels: list[str]) -> None:
+        """One scalar per entry (e.g. per action) under `tag/<label>`, one chart each."""
+        for label, value in zip(labels, values, strict=True):
+            self._writer.add_scalar(f"{tag}/{label}", float(value), step)
 
     def close(self) -> None:
         self._writer.close()
@@ -65,7 +87,7 @@ class NullTensorBoard:
 
     def scalars(self, step: int, values: dict[str, float]) -> None: ...
 
-    def bars(self, step: int, tag: str, values: np.ndarray) -> None: ...
+    def bars(self, step: int, tag: str, values: np.ndarray, labels: list[str]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -127,15 +149,46 @@ class NullProgress:
 
 
 class RunLogs:
-    """All of a run's outputs: `metrics.csv` (training), `evals.csv` (evaluations), TensorBoard."""
+    """All of a run's outputs: `metrics.csv` (training), `evals.csv` (evaluations), TensorBoard.
+
+    A run that starts at `start_step` > 0 resumes from a checkpoint taken then: whatever was
+    logged after it (before a crash) is dropped, so every step is logged once."""
 
     def __init__(
-        self, run: RunDir, cfg: LoggingConfig, *, total_steps: int, start_step: int, game: str
+        self,
+        run: RunDir,
+        cfg: LoggingConfig,
+        *,
+        total_steps: int,
+        start_step: int,
+        game: str,
+        action_names: list[str],
     ) -> None:
+        self._labels = [f"{i}_{name}" for i, name in enumerate(action_names)]
         self.metrics = CsvLog(run.metrics_csv)
         self.evals = CsvLog(run.evals_csv)
-        self.tensorboard = TensorBoard(run.tensorboard) if cfg.tensorboard else NullTensorBoard()
+        for log in (self.metrics, self.evals):
+            log.drop_after(start_step)
+        self.tensorboard = (
+            TensorBoard(run.tensorboard, start_step) if cfg.tensorboard else NullTensorBoard()
+        )
+        self._log_file = run.log_file
         self.progress = Progress(total_steps, start_step, game) if cfg.progress else NullProgress()
+        self.event(
+            f"{'resumed' if start_step else 'started'} {game} at {start_step:,} agent steps "
+            f"(pid {os.getpid()})"
+        )
+
+    def event(self, message: str) -> None:
+        """Say `message` on the terminal and append it to `run.log`, which outlives a closed
+        terminal (a dropped SSH session ends the run with its resume command there)."""
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        with self._log_file.open("a") as f:
+            f.write(f"{stamp}  {message}\n")
+        try:
+            self.progress.print(message)
+        except OSError:  # the terminal is gone
+            pass
 
     def train_row(self, row: dict[str, Any], q_per_action: np.ndarray, actions: np.ndarray) -> None:
         """One training interval: scalars, plus the action histogram and mean Q per action."""
@@ -148,8 +201,10 @@ class RunLogs:
             }
         )
         self.tensorboard.scalars(step, {f"train/{k}": v for k, v in row.items()})
-        self.tensorboard.bars(step, "actions/fraction", actions / max(1, actions.sum()))
-        self.tensorboard.bars(step, "q_per_action", q_per_action)
+        self.tensorboard.bars(
+            step, "actions/fraction", actions / max(1, actions.sum()), self._labels
+        )
+        self.tensorboard.bars(step, "q_per_action", q_per_action, self._labels)
         info = (
             f"{row['emulator_frames'] / 1e6:.2f}M frames  {row['steps_per_second']:.0f} SPS  "
             f"eps {row['epsilon']:.3f}  return {row['mean_return_100']:.1f}  "

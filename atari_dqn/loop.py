@@ -15,10 +15,8 @@ updates' batches cannot contain the transitions of the step in flight.
 
 from __future__ import annotations
 
-import signal
 import time
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,13 +27,15 @@ from atari_dqn.acting import Acting
 from atari_dqn.config import Config
 from atari_dqn.configfile import to_dict
 from atari_dqn.env.vector import VectorEnv
-from atari_dqn.errors import CheckpointError, ConfigError
-from atari_dqn.evaluate import evaluate
+from atari_dqn.errors import CheckpointError, DivergedError, UserError
+from atari_dqn.evaluate import eval_env_config, evaluate
 from atari_dqn.learner import Learner, resolve_device
 from atari_dqn.logs import RunLogs
 from atari_dqn.replay.feed import Prefetcher, to_tensors
 from atari_dqn.replay.ring import FrameRing
 from atari_dqn.rundir import RunDir
+from atari_dqn.stop import StopRequest
+from atari_dqn.video import GameRecorder, choose, write_videos
 
 _RECENT_GAMES = 100
 _PROGRESS_STEPS = 200  # agent steps between moves of the progress bar
@@ -57,28 +57,6 @@ def epsilon_at(cfg: Config, agent_steps: int) -> float:
 def updates_due(cfg: Config, agent_steps: int) -> int:
     """Learner updates owed after `agent_steps`: one per `update_every_steps` past replay start."""
     return max(0, agent_steps - cfg.loop.replay_start_steps) // cfg.loop.update_every_steps
-
-
-class _StopRequest:
-    """Turns SIGINT/SIGTERM into a flag the loop checks between steps, so it can checkpoint."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopRequest:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signal is not None:  # a second Ctrl-C: the user insists
-            raise KeyboardInterrupt
-        self.signal = signum
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 class Trainer:
@@ -150,6 +128,12 @@ class Trainer:
         self.pending_batch = state["prefetch_pending"]
         self.env_started = True
         if ring is not None:
+            if ring.spec() != self.ring.spec():
+                raise CheckpointError(
+                    f"the checkpoint's replay in '{self.rundir}' is {ring.spec()}, but the run's "
+                    f"config makes {self.ring.spec()}: resume with the run's own "
+                    "replay.capacity, replay.history_length, loop.num_envs and env.screen_size"
+                )
             self.ring = self.acting.memory = ring
         elif self.cfg.checkpoint.save_replay:
             raise CheckpointError(f"checkpoint in '{self.rundir}' has no replay file")
@@ -159,18 +143,45 @@ class Trainer:
             print("the checkpoint has no replay (checkpoint.save_replay=false): refilling it first")
 
     def save(self) -> None:
+        """Write a checkpoint, unless the learner has diverged (then the last good one stays)."""
+        self._check_finite()
         replay = self.ring if self.cfg.checkpoint.save_replay else None
         ckpt.save_checkpoint(self.rundir, self.state_dict(), replay)
+        self.checkpoint_step = self.agent_steps
+        self.rundir.write_record(
+            self.rundir.training_games,
+            {
+                "agent_steps": self.agent_steps,
+                "emulator_frames": self.agent_steps * self.cfg.env.frame_skip,
+                "scores": list(self.recent_returns),
+            },
+        )
+
+    def _check_finite(self) -> None:
+        """Stop with DivergedError once an update's loss or Q-values were NaN or infinite."""
+        first = self.learner.first_nonfinite_update()
+        if first is None or not self.cfg.learner.stop_on_nonfinite:
+            return
+        raise DivergedError(
+            f"the loss or the Q-values became NaN or infinite at update "
+            f"{self._updates_at_start + first:,} (found by agent step {self.agent_steps:,}); "
+            f"the run stopped, and its last good checkpoint (agent step "
+            f"{self.checkpoint_step:,}) is kept: a lower learner.learning_rate may help "
+            "(learner.stop_on_nonfinite=false trains on regardless)"
+        )
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> int:
         cfg = self.cfg
+        self._updates_at_start = self.updates
+        self.checkpoint_step = self.agent_steps
         logs = RunLogs(
             self.rundir,
             cfg.logging,
             total_steps=cfg.loop.total_steps,
             start_step=self.agent_steps,
             game=cfg.env.game,
+            action_names=self.envs.action_meanings,
         )
         prefetch = cfg.replay.prefetch
         if prefetch == "always" or (prefetch == "auto" and self.learner.device.type == "cuda"):
@@ -182,36 +193,38 @@ class Trainer:
                 destination=self.learner.input_buffers(cfg.learner.batch_size),
             )
         try:
-            with _StopRequest() as stop:
+            with StopRequest(self.rundir.stop_request) as stop:
                 self._train(logs, stop)
             if stop.signal is not None:
                 self.save()
-                name = signal.Signals(stop.signal).name
-                logs.progress.print(
-                    f"{name}: checkpoint saved at {self.agent_steps:,} agent steps. Resume with:\n"
-                    f"  python -m atari_dqn train --resume {self.rundir}"
+                logs.event(
+                    f"{stop.reason}: checkpoint saved at {self.agent_steps:,} agent steps. "
+                    f"Resume with:\n  python -m atari_dqn train --resume {self.rundir}"
                 )
-                return 130 if stop.signal == signal.SIGINT else 143
+                return stop.exit_code
             self.save()
-            logs.progress.print(
+            logs.event(
                 f"done: {self.agent_steps:,} agent steps "
                 f"({self.agent_steps * cfg.env.frame_skip:,} frames) in {self.rundir}"
             )
             return 0
+        except UserError as exc:  # a full disk, a diverged run: in the run's log too
+            logs.event(f"stopped at {self.agent_steps:,} agent steps: {exc}")
+            raise
         finally:
             if self.prefetch is not None:
                 self.prefetch.close()
             logs.close()
             self.envs.close()
 
-    def _train(self, logs: RunLogs, stop: _StopRequest) -> None:
+    def _train(self, logs: RunLogs, stop: StopRequest) -> None:
         cfg = self.cfg
         n = cfg.loop.num_envs
         if not self.env_started:
             self.acting.start()
             self.env_started = True
         interval = _Interval(self.n_actions, self.agent_steps)
-        while self.agent_steps < cfg.loop.total_steps and stop.signal is None:
+        while self.agent_steps < cfg.loop.total_steps and not stop.requested:
             epsilon = epsilon_at(cfg, self.agent_steps)
             actions = self.acting.begin(self.learner, epsilon, self.rng)
             if self.overlap:  # the updates owed so far run while the workers step the envs
@@ -236,6 +249,7 @@ class Trainer:
                 self.learner.sync_target()
             if _crossed(previous, self.agent_steps, cfg.logging.interval_steps):
                 logs.train_row(*interval.flush(self, epsilon))
+                self._check_finite()
             if cfg.eval.interval_steps and _crossed(
                 previous, self.agent_steps, cfg.eval.interval_steps
             ):
@@ -259,12 +273,19 @@ class Trainer:
 
     def _evaluate(self, logs: RunLogs) -> None:
         cfg = self.cfg
+        recorder = GameRecorder() if cfg.eval.video else None
         result = evaluate(
             self.learner,
             cfg,
             episodes=cfg.eval.episodes,
             seed=cfg.seed + 1 + self.agent_steps,
+            recorder=recorder,
         )
+        if recorder is not None:  # the median game, as a video: how the play changes
+            names, median = self.envs.action_meanings, choose(result.scores, ["median"])
+            for path in write_videos(recorder.traces(), median, eval_env_config(cfg), names,
+                                     self.rundir.videos, self.agent_steps):  # fmt: skip
+                logs.event(f"wrote {path}")
         logs.eval_row(
             {
                 "agent_steps": self.agent_steps,
@@ -323,31 +344,3 @@ class _Interval:
         actions = self.actions
         self._reset(steps)
         return row, q_per_action, actions
-
-
-def train(cfg: Config, run_dir: Path) -> int:
-    """Start a new run in `run_dir` (which must not hold one already)."""
-    run = RunDir(run_dir)
-    if run.holds_run():
-        raise ConfigError(
-            f"'{run}' already holds a run; continue it with `train --resume {run}` "
-            "or choose another --run-dir"
-        )
-    run.write_config(cfg)
-    print(f"training {cfg.env.game} into {run}")
-    return Trainer(cfg, run).run()
-
-
-def resume(run_dir: Path, overrides: list[str] | None = None) -> int:
-    """Continue the run in `run_dir` from its checkpoint (overrides may extend it)."""
-    run = RunDir(run_dir)
-    cfg = run.read_config(overrides)
-    if cfg.env.game != run.read_config().env.game:
-        raise ConfigError("a resumed run keeps its game; start a new run for another game")
-    state = ckpt.load_state(run)
-    trainer = Trainer(cfg, run)
-    ckpt.check_compatible(state, game=cfg.env.game, n_actions=trainer.n_actions, run=run)
-    trainer.restore(state, ckpt.load_replay(run))
-    run.write_config(cfg)
-    print(f"resuming {cfg.env.game} in {run} at {trainer.agent_steps:,} agent steps")
-    return trainer.run()

@@ -4,22 +4,30 @@ Reads what runs write (`config.yaml`, `metrics.csv`, `evals.csv`, `eval.json`) a
 game's action names from ale-py, so a report can be made wherever the run directories are
 copied to and atari-dqn is installed. Every row states the frames a run trained for: a short
 run is never silently compared with the paper's 200M-frame figure.
+
+Nothing that differs is pooled: each row is one (game, config, budget) group, whose seeds
+pool; the same seed twice in a group is an error. The aggregate across games takes one
+group per game (the longest-trained, then the one with most seeds) and lists which.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from atari_dqn.config import Config
+from atari_dqn.configfile import flatten
 from atari_dqn.env.atari import action_meanings
 from atari_dqn.errors import ConfigError
 from atari_dqn.rundir import RunDir
 from atari_dqn.scores import human_normalized, lookup
-from atari_dqn.stats import bootstrap_ci, iqm
+from atari_dqn.stats import bootstrap_ci, iqm, stratified_bootstrap_ci
+from atari_dqn.video import frame_strip, videos_by_step
 
 PAPER_FRAMES = 200_000_000  # 50M agent steps x 4 frames (Nature, Methods)
 
@@ -35,6 +43,7 @@ class RunSummary:
     scores: list[float]
     source: str  # "eval.json" or "evals.csv (last evaluation)"
     actions: list[str]  # the game's action names, in the order of metrics.csv's counts
+    changes: tuple[str, ...] = ()  # the experiment's settings that differ from Nature's
 
     @property
     def mean(self) -> float:
@@ -48,36 +57,64 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def summarise_run(run_dir: Path) -> RunSummary:
-    """The run's final scores: `eval.json` when `eval` was run, else its last evaluation."""
-    run = RunDir(run_dir)
-    cfg = run.read_config()
-    actions = action_meanings(cfg.env)
-    record = run.read_eval_record()
+# Settings that change how a run is computed or logged, not the experiment: runs that
+# differ only in them pool. The budget (loop.total_steps) is a column of its own.
+_NOT_THE_EXPERIMENT = {
+    "seed", "env.game", "loop.total_steps", "eval.interval_steps", "eval.episodes",
+    "replay.prefetch", "loop.overlap", "learner.device", "learner.torch_threads",
+    "learner.compile", "learner.channels_last", "learner.cuda_graph",
+    "learner.stop_on_nonfinite", "eval.video",
+}  # fmt: skip
+_SECTIONS_NOT_THE_EXPERIMENT = ("logging.", "checkpoint.")
+
+
+def experiment_changes(cfg: Config) -> tuple[str, ...]:
+    """`key=value` for each experiment setting of `cfg` that differs from the Nature paper's."""
+    nature = flatten(Config(env=type(cfg.env)(game=cfg.env.game)))
+    return tuple(
+        f"{key}={value}"
+        for key, value in flatten(cfg).items()
+        if value != nature[key]
+        and key not in _NOT_THE_EXPERIMENT
+        and not key.startswith(_SECTIONS_NOT_THE_EXPERIMENT)
+    )
+
+
+def _final_scores(run: RunDir, cfg: Config) -> tuple[int, list[float], str]:
+    """(frames trained, scores, where they come from) by the run's `eval.scores_from`."""
+    if cfg.eval.scores_from == "training":
+        record = run.read_record(run.training_games)
+        if not record or not record["scores"]:
+            raise ConfigError(f"'{run}' has finished no training game yet (eval.scores_from)")
+        return record["emulator_frames"], record["scores"], "its last 100 training games"
+    record = run.read_record(run.eval_record)
     if record is not None:
-        return RunSummary(
-            run.path,
-            cfg.env.game,
-            cfg.seed,
-            record["emulator_frames"],
-            record["scores"],
-            "eval.json",
-            actions,
-        )
+        return record["emulator_frames"], record["scores"], "eval.json"
     evals = _read_csv(run.evals_csv)
     if not evals:
         raise ConfigError(
             f"'{run}' has no evaluation yet: run `python -m atari_dqn eval --run-dir {run}`"
         )
     last = evals[-1]
+    scores = [float(x) for x in last["scores"].split()]
+    return int(last["emulator_frames"]), scores, "evals.csv (last evaluation)"
+
+
+def summarise_run(run_dir: Path) -> RunSummary:
+    """The run's final scores: with `eval.scores_from=evaluation`, `eval.json` when `eval`
+    was run, else its last evaluation; with `training`, its last 100 training games."""
+    run = RunDir(run_dir)
+    cfg = run.read_config()
+    frames, scores, source = _final_scores(run, cfg)
     return RunSummary(
         run.path,
         cfg.env.game,
         cfg.seed,
-        int(last["emulator_frames"]),
-        [float(x) for x in last["scores"].split()],
-        "evals.csv (last evaluation)",
-        actions,
+        frames,
+        scores,
+        source,
+        action_meanings(cfg.env),
+        experiment_changes(cfg),
     )
 
 
@@ -85,45 +122,91 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:,.{digits}f}"
 
 
-def game_table(runs: list[RunSummary]) -> str:
-    """One row per game: our mean and CI over all its games and seeds, beside the paper."""
-    by_game: dict[str, list[RunSummary]] = defaultdict(list)
+Group = tuple[str, tuple[str, ...], int]  # game, experiment changes, frames trained
+
+
+def group_runs(runs: list[RunSummary]) -> dict[Group, list[RunSummary]]:
+    """Runs by (game, experiment, budget), each group's seeds distinct, sorted."""
+    groups: dict[Group, list[RunSummary]] = defaultdict(list)
     for run in runs:
-        by_game[run.game].append(run)
+        group = groups[(run.game, run.changes, run.frames)]
+        twin = next((r for r in group if r.seed == run.seed), None)
+        if twin is not None:
+            raise ConfigError(
+                f"'{twin.path}' and '{run.path}' are the same experiment with the same seed "
+                f"({run.game}, seed {run.seed}, {run.frames:,} frames): report one of them"
+            )
+        group.append(run)
+    return {key: sorted(group, key=lambda r: r.seed) for key, group in sorted(groups.items())}
+
+
+def _config_labels(groups: dict[Group, list[RunSummary]]) -> dict[tuple[str, ...], str]:
+    """`nature` for the paper's settings, C1, C2, ... for the others."""
+    labels: dict[tuple[str, ...], str] = {(): "nature"}
+    for _, changes, _ in groups:
+        labels.setdefault(changes, f"C{len(labels)}")
+    return labels
+
+
+def _group_scores(group: list[RunSummary]) -> tuple[float, float, float, str]:
+    """Mean and 95% CI: over the seeds' means with several seeds, else over its games."""
+    if len(group) > 1:
+        return (*bootstrap_ci(np.array([r.mean for r in group])), "seeds")
+    return (*bootstrap_ci(np.array(group[0].scores)), "games")
+
+
+def game_table(groups: dict[Group, list[RunSummary]]) -> str:
+    """One row per (game, config, budget) group, beside the paper."""
+    labels = _config_labels(groups)
     lines = [
-        "| game | frames trained | ours (mean, 95% CI) | Nature DQN | random | human "
-        "| ours HNS % | Nature HNS % | seeds |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| game | config | frames trained | ours (mean, 95% CI over) | Nature DQN | random "
+        "| human | ours HNS % | Nature HNS % | seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for game, group in sorted(by_game.items()):
-        scores = np.concatenate([r.scores for r in group])
-        mean, low, high = bootstrap_ci(scores)
+    for (game, changes, frames), group in groups.items():
+        mean, low, high, over = _group_scores(group)
         paper = lookup(game)
-        frames = sorted({r.frames for r in group})
-        budget = ", ".join(f"{f / 1e6:.1f}M" if f >= 100_000 else f"{f:,}" for f in frames)
-        if max(frames) < PAPER_FRAMES:
+        budget = f"{frames / 1e6:.1f}M" if frames >= 100_000 else f"{frames:,}"
+        if frames < PAPER_FRAMES:
             budget += f" (paper: {PAPER_FRAMES / 1e6:.0f}M)"
         nature = paper.nature_dqn if paper else None
         ours_hns = human_normalized(game, mean) if paper else None
         nature_hns = human_normalized(game, nature) if nature is not None else None
         lines.append(
-            f"| {game} | {budget} | {_fmt(mean)} [{_fmt(low)}, {_fmt(high)}] | {_fmt(nature)} "
+            f"| {game} | {labels[changes]} | {budget} "
+            f"| {_fmt(mean)} [{_fmt(low)}, {_fmt(high)}] {over} | {_fmt(nature)} "
             f"| {_fmt(paper.random if paper else None)} | {_fmt(paper.human if paper else None)} "
             f"| {_fmt(ours_hns)} | {_fmt(nature_hns)} "
             f"| {', '.join(str(r.seed) for r in group)} |"
         )
+    legend = [f"- {label}: {', '.join(changes)}" for changes, label in labels.items() if changes]
+    if legend:
+        lines += ["", "Configs other than the Nature paper's, by what they change:", *legend]
     return "\n".join(lines) + "\n"
 
 
-def aggregate(runs: list[RunSummary]) -> dict[str, tuple[float, float, float]]:
-    """Median and interquartile mean of human-normalised scores across games and seeds.
-
-    Runs of games outside the paper's tables have no human score and are left out.
-    """
-    hns = np.array([human_normalized(r.game, r.mean) for r in runs if lookup(r.game)])
-    if hns.size == 0:
-        return {}
-    return {"median": bootstrap_ci(hns, np.median), "IQM": bootstrap_ci(hns, iqm)}
+def aggregate(
+    groups: dict[Group, list[RunSummary]],
+) -> tuple[dict[str, tuple[float, float, float]], list[Group]]:
+    """Median and IQM of human-normalised scores across games, with 95% stratified-bootstrap
+    intervals over seeds (Agarwal et al. 2021, as rliable computes them), and the groups
+    used: one per game, its longest-trained (then most seeded) group. Games outside the
+    paper's tables have no human score and are left out."""
+    chosen: dict[str, tuple[Group, list[RunSummary]]] = {}
+    for key, group in groups.items():
+        best = chosen.get(key[0])
+        if lookup(key[0]) and (best is None or (key[2], len(group)) > (best[0][2], len(best[1]))):
+            chosen[key[0]] = (key, group)
+    if not chosen:
+        return {}, []
+    hns = [np.array([human_normalized(r.game, r.mean) for r in g]) for _, g in chosen.values()]
+    stats = {
+        "median": stratified_bootstrap_ci(
+            hns, lambda per_game: np.median([g.mean() for g in per_game])
+        ),
+        "IQM": stratified_bootstrap_ci(hns, lambda per_game: iqm(np.concatenate(per_game))),
+    }
+    return stats, [key for key, _ in chosen.values()]
 
 
 def plot_run(run: RunSummary, out: Path) -> Path:
@@ -175,20 +258,50 @@ def plot_run(run: RunSummary, out: Path) -> Path:
     return path
 
 
+def _watch(run: RunSummary, out: Path) -> list[str]:
+    """Report lines showing the run's latest video as a strip of frames, and its videos."""
+    videos = videos_by_step(RunDir(run.path).videos)
+    if not videos:
+        return []
+    step, latest = videos[-1]
+    strip = frame_strip(latest, out / f"{run.path.name}-strip.png")
+    links = ", ".join(
+        f"[{path.name}]({os.path.relpath(path, out)})" for _, path in videos
+    )  # fmt: skip
+    lines = [f"The agent at {step:,} agent steps ({latest.name}):", ""]
+    if strip is not None:
+        lines += [f"![{latest.name}]({strip.name})", ""]
+    return [*lines, f"Videos: {links}", ""]
+
+
 def write_report(run_dirs: list[Path], out: Path) -> int:
     """Write `report.md` and one PNG per run into `out`; print the table."""
     dirs = [d for d in run_dirs if d.is_dir()]
     if not dirs:
         raise ConfigError(f"no run directories among {', '.join(map(str, run_dirs))}")
     runs = [summarise_run(d) for d in dirs]
+    groups = group_runs(runs)
     out.mkdir(parents=True, exist_ok=True)
-    table = game_table(runs)
-    scored = sum(lookup(r.game) is not None for r in runs)
+    table = game_table(groups)
+    stats, used = aggregate(groups)
+    seeds = sum(len(groups[key]) for key in used)
     summary = []
-    for name, (point, low, high) in aggregate(runs).items():
+    for name, (point, low, high) in stats.items():
         # Resampling a single run gives that run back: there is no interval to report.
-        spread = f"95% bootstrap CI [{low:.1f}, {high:.1f}]" if scored > 1 else "one run, no CI"
-        summary.append(f"- {name}: {point:.1f} ({spread}) over {scored} run(s)")
+        spread = (
+            f"95% stratified bootstrap CI [{low:.1f}, {high:.1f}]"
+            if seeds > 1
+            else "one run, no CI"
+        )
+        summary.append(f"- {name}: {point:.1f} ({spread}) over {len(used)} game(s), {seeds} run(s)")
+    labels = _config_labels(groups)
+    if used:
+        summary.append(
+            "- from: " + "; ".join(
+                f"{g} ({labels[c]}, {f / 1e6:.1f}M frames, {len(groups[(g, c, f)])} seed(s))"
+                for g, c, f in used
+            )
+        )  # fmt: skip
     lines = ["# atari-dqn report", "", table, "## Aggregate (human-normalised %)", "", *summary]
     lines += ["", "## Runs", ""]
     for run in runs:
@@ -199,6 +312,7 @@ def write_report(run_dirs: list[Path], out: Path) -> int:
             "",
             f"![{run.path.name}]({png.name})",
             "",
+            *_watch(run, out),
         ]
     (out / "report.md").write_text("\n".join(lines))
     print(table)

@@ -4,7 +4,10 @@
 runs/Breakout-20261125-120000/
   config.yaml     the resolved config          metrics.csv   one row per logging interval
   evals.csv       one row per evaluation       eval.json     written by `eval`
+  training_games.json   the last 100 training games' raw scores
   tensorboard/    event files                  checkpoint/   state.pt + replay.ring
+  run.log         starts, stops, checkpoints' failures, each with the time
+  videos/         evaluation games, the Q-values beside the screen
 ```
 `train`, `eval`, `report` and the sweep all find a run's files through `RunDir`, so a run
 directory copied anywhere can be evaluated, reported and resumed there.
@@ -12,8 +15,12 @@ directory copied anywhere can be evaluated, reported and resumed there.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import json
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +44,14 @@ class RunDir:
         self.metrics_csv = self.path / "metrics.csv"
         self.evals_csv = self.path / "evals.csv"
         self.eval_record = self.path / "eval.json"
+        self.training_games = self.path / "training_games.json"
+        """The raw scores of the last 100 training games, with the step (each checkpoint)."""
         self.tensorboard = self.path / "tensorboard"
+        self.log_file = self.path / "run.log"
+        self.videos = self.path / "videos"
+        """Evaluation games as videos (`eval --video`, `eval.video=true`)."""
+        self.stop_request = self.path / "stop"
+        """Created by whoever wants the run to checkpoint and stop (a sweep on Ctrl-C)."""
         self.checkpoint = self.path / "checkpoint"
         """The complete checkpoint; written as `checkpoint.tmp`, the previous one kept as
         `checkpoint.old` until the new one is in place (`atari_dqn.checkpoint`)."""
@@ -74,11 +88,33 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.config_file, to_yaml(cfg))
 
-    def read_eval_record(self) -> dict[str, Any] | None:
-        """What `eval` wrote, or None if it has not been run."""
-        if not self.eval_record.is_file():
-            return None
-        return json.loads(self.eval_record.read_text())
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the run's lock while training it: one process at a time. The kernel releases
+        it when its holder dies, so a run whose trainer was killed can resume at once."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with (self.path / "run.lock").open("a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ConfigError(
+                    f"another process is training '{self}'; stop it first (or wait for it)"
+                ) from None
+            yield
 
-    def write_eval_record(self, record: dict[str, Any]) -> None:
-        atomic_write_text(self.eval_record, json.dumps(record, indent=2) + "\n")
+    def clear_attempt(self) -> None:
+        """Remove what a start that died before its first checkpoint left (its config, logs
+        and half-written checkpoint), so the run can start again."""
+        for path in (self.config_file, self.metrics_csv, self.evals_csv):
+            path.unlink(missing_ok=True)
+        for folder in (self.tensorboard, self.checkpoint_tmp):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    @staticmethod
+    def read_record(path: Path) -> dict[str, Any] | None:
+        """One of the run's JSON records (`eval_record`, `training_games`), or None."""
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    @staticmethod
+    def write_record(path: Path, record: dict[str, Any]) -> None:
+        atomic_write_text(path, json.dumps(record, indent=2) + "\n")

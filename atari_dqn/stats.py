@@ -39,3 +39,30 @@ def bootstrap_ci(
     tail = (1.0 - confidence) / 2 * 100
     low, high = np.percentile(stats, [tail, 100 - tail])
     return point, float(low), float(high)
+
+
+def stratified_bootstrap_ci(
+    groups: list[np.ndarray],
+    statistic: Callable[[list[np.ndarray]], float],
+    *,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """(statistic, low, high) of a statistic across groups (games) of values (seeds), with
+    the percentile interval of the stratified bootstrap: each replicate resamples every
+    group's values within that group (Agarwal et al. 2021, "Deep RL at the edge of the
+    statistical precipice"; rliable's StratifiedBootstrap). Groups may differ in size."""
+    groups = [np.asarray(g, dtype=np.float64) for g in groups]
+    if not groups or any(g.size == 0 for g in groups):
+        raise ValueError("every group needs a value")
+    point = float(statistic(groups))
+    if all(g.size == 1 for g in groups):
+        return point, point, point
+    rng = np.random.default_rng(seed)
+    stats = np.array(
+        [statistic([g[rng.integers(0, g.size, g.size)] for g in groups]) for _ in range(resamples)]
+    )
+    tail = (1.0 - confidence) / 2 * 100
+    low, high = np.percentile(stats, [tail, 100 - tail])
+    return point, float(low), float(high)

@@ -22,18 +22,20 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_games_lists_breakout_with_its_four_actions():
+def test_games_lists_every_game_sorted_with_its_action_count():
     result = cli("games")
     assert result.returncode == 0
-    line = next(x for x in result.stdout.splitlines() if x.split()[0] == "Breakout")
-    assert "4 actions" in line
-    assert len(result.stdout.splitlines()) > 50
+    lines = result.stdout.splitlines()
+    counts = {x.split()[0]: int(x.split()[1]) for x in lines if x.endswith(" actions")}
+    assert counts["Breakout"] == 4 and counts["Pong"] == 6
+    assert list(counts) == sorted(counts) and len(counts) > 100
+    assert lines[-1] == f"{len(counts)} games (ale-py ships the ROMs)"
     assert "A.L.E" not in result.stderr  # ALE's banner, printed by every ROM load unless quieted
 
 
-def test_a_reader_that_leaves_early_gets_no_traceback():  # python -m atari_dqn games | head
+def test_a_reader_that_leaves_early_gets_no_traceback():  # ... train --dry-run | head
     proc = subprocess.Popen(
-        [sys.executable, "-m", "atari_dqn", "games"],
+        [sys.executable, "-m", "atari_dqn", "train", "--game", "Breakout", "--dry-run"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from env_helpers import spare_env, vector
+from procs import alive, descendants, wait_for
 
 from atari_dqn.env.block import env_seed
 from atari_dqn.env.vector import VectorEnv
@@ -196,3 +200,37 @@ def test_a_step_in_flight_must_be_waited_for_before_anything_else():
             vec.reset()
         vec.step_wait()
         vec.reset()
+
+
+ORPHAN = """
+import os, sys, time
+from atari_dqn.configfile import load_config
+from atari_dqn.env.vector import VectorEnv
+if __name__ == "__main__":
+    env = VectorEnv(load_config(None, game="Pong").env, 2, seed=0, in_process=False)
+    env.reset()
+    print("ready", flush=True)
+    time.sleep(600)
+"""
+
+
+def _semaphores() -> set[str]:
+    """The named semaphores multiprocessing has made on this machine (Linux: /dev/shm)."""
+    return {p.name for p in Path("/dev/shm").glob("sem.mp-*")}
+
+
+def test_workers_of_a_process_killed_with_sigkill_exit_within_seconds(tmp_path):
+    before = _semaphores()
+    script = tmp_path / "owner.py"
+    script.write_text(ORPHAN)
+    owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert owner.stdout.readline().strip() == "ready"
+    tree = descendants(owner.pid)
+    assert len(tree) >= 4  # two workers, their forkserver, the resource tracker
+    assert _semaphores() - before  # the workers' wake-up semaphores
+    owner.kill()
+    owner.wait()
+    wait_for(lambda: not alive(tree), timeout=5)
+    # The resource tracker, last to go, unlinks the semaphores; the shared arrays were an
+    # unlinked file from the start, freed with the last process that mapped them.
+    wait_for(lambda: not (_semaphores() - before), timeout=5)

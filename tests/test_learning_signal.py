@@ -23,7 +23,7 @@ def test_q_values_learn_which_action_pays_through_the_frame_ring():
         actions = rng.integers(0, 4, size=2)
         rewards = (actions == 2).astype(np.float32)
         ring.add(actions, rewards, np.ones(2, bool), np.zeros(2, bool), frames())
-    cfg = LearnerConfig(device="cpu", compile=False, torch_threads=1, learning_rate=1e-3)
+    cfg = LearnerConfig(device="cpu", compile=False, learning_rate=1e-3)
     learner = Learner(4, cfg, seed=0)
     for _ in range(300):
         learner.update(to_tensors(ring.sample(32), "cpu"))

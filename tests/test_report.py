@@ -12,15 +12,17 @@ from atari_dqn.configfile import load_config, to_yaml
 from atari_dqn.env.atari import action_meanings
 from atari_dqn.errors import ConfigError
 from atari_dqn.logs import CsvLog
-from atari_dqn.report import aggregate, summarise_run, write_report
+from atari_dqn.report import aggregate, group_runs, summarise_run, write_report
 from atari_dqn.scores import human_normalized
 
 
-def fake_run(root: Path, game: str, seed: int, eval_scores: list[float], frames: int) -> Path:
+def fake_run(
+    root: Path, game: str, seed: int, eval_scores: list[float], frames: int, *overrides: str
+) -> Path:
     """A run directory as `train` writes it, with made-up but well-formed contents."""
-    run = root / f"{game}-{seed}"
+    run = root / f"{game}-{seed}-{len(list(root.glob('*'))) if root.exists() else 0}"
     run.mkdir(parents=True)
-    cfg = load_config(None, [f"seed={seed}"], game=game)
+    cfg = load_config(None, [f"seed={seed}", *overrides], game=game)
     n_actions = len(action_meanings(cfg.env))
     (run / "config.yaml").write_text(to_yaml(cfg))
     metrics, evals = CsvLog(run / "metrics.csv"), CsvLog(run / "evals.csv")
@@ -50,29 +52,31 @@ def test_report_puts_our_scores_beside_the_papers_and_draws_each_run(tmp_path, c
     text = (out / "report.md").read_text()
     breakout = next(line for line in text.splitlines() if line.startswith("| Breakout"))
     cells = [c.strip() for c in breakout.strip("|").split("|")]
-    assert cells[1] == "10.0M (paper: 200M)"  # a short run is labelled as such
-    assert cells[2].startswith("17.0 [")  # mean over both seeds' games
-    assert cells[3] == "401.2" and cells[4] == "1.7" and cells[5] == "31.8"
-    assert float(cells[6]) == pytest.approx(human_normalized("Breakout", 17.0), abs=0.05)
-    assert cells[8] == "0, 1"
+    assert cells[1] == "nature"
+    assert cells[2] == "10.0M (paper: 200M)"  # a short run is labelled as such
+    assert cells[3].startswith("17.0 [") and cells[3].endswith("seeds")  # over both seeds
+    assert cells[4] == "401.2" and cells[5] == "1.7" and cells[6] == "31.8"
+    assert float(cells[7]) == pytest.approx(human_normalized("Breakout", 17.0), abs=0.05)
+    assert cells[9] == "0, 1"
     pong = next(line for line in text.splitlines() if line.startswith("| Pong"))
     assert "(paper:" not in pong
     for run in runs:
         assert (out / f"{run.name}.png").stat().st_size > 10_000
-    assert "IQM" in text and "median" in text and "95% bootstrap CI" in text
+    assert "IQM" in text and "median" in text and "95% stratified bootstrap CI" in text
 
 
 def test_report_of_one_run_gives_no_aggregate_interval(tmp_path):
     run = fake_run(tmp_path / "runs", "Breakout", 0, [10.0, 12.0, 14.0], 1000)
     write_report([run], tmp_path / "report")
     text = (tmp_path / "report" / "report.md").read_text()
-    assert "- median: 34.2 (one run, no CI) over 1 run(s)" in text
+    assert "- median: 34.2 (one run, no CI) over 1 game(s), 1 run(s)" in text
 
 
 def test_aggregate_gives_median_and_iqm_with_intervals(tmp_path):
     runs = [summarise_run(fake_run(tmp_path, "Breakout", s, [1.7 + 30.1 * s / 4], 1000))
             for s in range(5)]  # fmt: skip
-    agg = aggregate(runs)
+    agg, used = aggregate(group_runs(runs))
+    assert used == [("Breakout", (), 1000)]
     point, low, high = agg["median"]
     assert point == pytest.approx(50.0)  # human-normalised 0, 25, 50, 75, 100
     assert low <= point <= high
@@ -99,3 +103,35 @@ def test_without_eval_json_the_last_evaluation_during_training_stands_for_the_ru
     assert summary.source.startswith("evals.csv")
     # The action histogram is labelled with the game's own action names.
     assert summary.actions == ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
+
+
+def test_runs_that_differ_in_config_or_budget_are_not_pooled(tmp_path):
+    # A 600k-step Adam run and a 28k-step Nature run of Breakout, both seed 0: two rows.
+    demo = fake_run(tmp_path, "Breakout", 0, [50.0, 52.0], 2_400_000, "learner.optimizer=adam",
+                    "learner.learning_rate=0.0001")  # fmt: skip
+    short = fake_run(tmp_path, "Breakout", 0, [0.0, 0.0, 0.0], 112_000)
+    write_report([demo, short], tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| Breakout")]
+    assert len(rows) == 2
+    assert {[c.strip() for c in row.strip("|").split("|")][9] for row in rows} == {"0"}
+    assert "C1: learner.optimizer=adam, learner.learning_rate=0.0001" in text
+    # The aggregate takes one group per game, the longest-trained, and says which.
+    assert "from: Breakout (C1, 2.4M frames, 1 seed(s))" in text
+
+
+def test_the_same_experiment_and_seed_twice_is_an_error(tmp_path):
+    a = fake_run(tmp_path, "Pong", 3, [1.0], 4000)
+    b = fake_run(tmp_path, "Pong", 3, [2.0], 4000)
+    with pytest.raises(ConfigError, match="same experiment with the same seed"):
+        write_report([a, b], tmp_path / "report")
+
+
+def test_runs_differing_only_in_how_they_ran_pool(tmp_path):
+    runs = [
+        fake_run(
+            tmp_path, "Pong", 0, [1.0], 4000, "learner.compile=false", "logging.progress=false"
+        ),
+        fake_run(tmp_path, "Pong", 1, [3.0], 4000, "loop.overlap=true"),
+    ]
+    assert len(group_runs([summarise_run(r) for r in runs])) == 1

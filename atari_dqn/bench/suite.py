@@ -17,7 +17,7 @@ from typing import Any
 from atari_dqn.bench.results import RESULTS_DIR, machine_info, markdown_table, record_stem
 from atari_dqn.errors import ConfigError
 
-PARTS = ("env", "replay", "learner", "e2e")
+PARTS = ("env", "replay", "learner", "e2e", "video")
 README = Path("README.md")
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 

@@ -67,21 +67,24 @@ class Emulator:
         size = self.cfg.screen_size
         cv2.resize(self.last_screen, (size, size), dst=self.frame, interpolation=cv2.INTER_AREA)
 
-    def repeat(self, action: ale_py.Action) -> float:
-        """Act `frame_skip` frames (fewer at game over); leave the preprocessed frame in `frame`."""
+    def repeat(self, action: ale_py.Action, observe: bool = True) -> float:
+        """Act `frame_skip` frames (fewer at game over); leave the preprocessed frame in `frame`
+        unless not `observe` (a replay that films the colour screen skips that cost)."""
         ale, skip = self.ale, self.cfg.frame_skip
         reward = 0.0
         for t in range(skip):
             reward += ale.act(action)
             if ale.game_over():  # game over or frame cap: the final screen is the last frame
-                self.capture()
+                if observe:
+                    self.capture()
                 return reward
-            if self.pool and t == skip - 2:
+            if observe and self.pool and t == skip - 2:
                 ale.getScreenGrayscale(self.prev_screen)
-        ale.getScreenGrayscale(self.last_screen)
-        if self.pool:
-            np.maximum(self.prev_screen, self.last_screen, out=self.last_screen)
-        self._resize()
+        if observe:
+            ale.getScreenGrayscale(self.last_screen)
+            if self.pool:
+                np.maximum(self.prev_screen, self.last_screen, out=self.last_screen)
+            self._resize()
         return reward
 
     def reseed(self, seed: int | None) -> None:

@@ -89,8 +89,20 @@ class EnvBlock:
     still to start.
     """
 
-    def __init__(self, cfg: EnvConfig, seed: int, lo: int, hi: int, k: int, arrays: dict):
+    def __init__(
+        self,
+        cfg: EnvConfig,
+        seed: int,
+        lo: int,
+        hi: int,
+        k: int,
+        arrays: dict,
+        record_starts: bool = False,
+    ):
         self.envs = [AtariEnv(cfg, env_seed(seed, i), games=SpareGames) for i in range(lo, hi)]
+        # With `record_starts`, the emulator state each game starts from, per env: enough
+        # to play a game again from its actions (atari_dqn.video).
+        self.starts: list[list[bytes]] | None = [[] for _ in self.envs] if record_starts else None
         per_block = ("control", "status", "pending")
         self.rows = {name: a[lo:hi] for name, a in arrays.items() if name not in per_block}
         self.pending = arrays["pending"][k : k + 1]
@@ -98,9 +110,14 @@ class EnvBlock:
     def _count_pending(self) -> None:
         self.pending[0] = sum(env.games.pending for env in self.envs)
 
+    def _started_game(self, j: int) -> None:
+        if self.starts is not None:
+            self.starts[j].append(self.envs[j].ale.cloneState(include_rng=True).serialize())
+
     def reset(self) -> None:
         for j, env in enumerate(self.envs):
             self.rows["frames"][j] = env.reset()[0]
+            self._started_game(j)
             env.games.prepare()
         self._count_pending()
 
@@ -119,6 +136,8 @@ class EnvBlock:
             rows["episode_frames"][j] = info.get("episode_frames", 0)
             if terminated or truncated:
                 rows["first_frames"][j] = env.reset()[0]
+                if info["game_over"]:
+                    self._started_game(j)
         if prepare:
             for env in self.envs:
                 if env.games.prepare():

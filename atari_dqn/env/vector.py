@@ -63,6 +63,7 @@ class VectorEnv:
         seed: int,
         workers: int | None = None,
         in_process: bool = True,
+        record_starts: bool = False,
     ) -> None:
         if num_envs <= 0:
             raise ConfigError(f"num_envs must be positive, got {num_envs}")
@@ -82,9 +83,11 @@ class VectorEnv:
         if blocks == 1 and in_process:
             self._arrays = layout.views(bytearray(layout.nbytes()))
         else:
-            self._start_workers(cfg, seed, layout)
+            self._start_workers(cfg, seed, layout, record_starts)
         self._local = (
-            EnvBlock(cfg, seed, 0, self._bounds[1], 0, self._arrays) if in_process else None
+            EnvBlock(cfg, seed, 0, self._bounds[1], 0, self._arrays, record_starts)
+            if in_process
+            else None
         )
         replies = [self._reply(i, conn.recv) for i, conn in enumerate(self._conns)]
         for i, reply in enumerate(replies):
@@ -96,7 +99,9 @@ class VectorEnv:
         )
         self.n_actions = len(self.action_meanings)
 
-    def _start_workers(self, cfg: EnvConfig, seed: int, layout: Layout) -> None:
+    def _start_workers(
+        self, cfg: EnvConfig, seed: int, layout: Layout, record_starts: bool
+    ) -> None:
         # fork is unsafe once torch, OpenCV or a prefetch thread runs; the forkserver
         # imports the worker's module once, and each worker is forked from it.
         ctx = mp.get_context("forkserver")
@@ -105,7 +110,7 @@ class VectorEnv:
         self._arrays = layout.views(shared)
         for k in range(self._first_worker, layout.blocks):
             lo, hi = self._bounds[k], self._bounds[k + 1]
-            spec = BlockSpec(k, lo, hi, cfg, seed, layout)
+            spec = BlockSpec(k, lo, hi, cfg, seed, layout, os.getpid(), record_starts)
             parent, child = ctx.Pipe()
             go, done = ctx.Semaphore(0), ctx.Semaphore(0)
             proc = ctx.Process(
@@ -180,19 +185,28 @@ class VectorEnv:
             error = self._reply(i, self._conns[i].recv)
             raise RuntimeError(f"env worker {self._procs[i].name} raised:\n{error}")
 
-    def get_state(self) -> list[dict[str, Any]]:
-        """Every env's state (AtariEnv.get_state), in env order: a checkpoint resumes exactly."""
-        self._start(Command.GET_STATE)
+    def _gather(self, command: Command, local: Any) -> list:
+        """Each env's answer to `command`, in env order: this process's block's (`local()`),
+        then each worker's, sent down its pipe."""
+        self._start(command)
         try:
-            states = self._local.get_state() if self._local is not None else []
+            answers = local() if self._local is not None else []
             for i, conn in enumerate(self._conns):
                 reply = self._reply(i, conn.recv)
                 if isinstance(reply, str):  # a worker's traceback
                     raise RuntimeError(f"env worker {self._procs[i].name} raised:\n{reply}")
-                states += reply
+                answers += reply
         finally:
             self._collect()
-        return states
+        return answers
+
+    def get_state(self) -> list[dict[str, Any]]:
+        """Every env's state (AtariEnv.get_state), in env order: a checkpoint resumes exactly."""
+        return self._gather(Command.GET_STATE, lambda: self._local.get_state())
+
+    def game_starts(self) -> list[list[bytes]]:
+        """Per env, the emulator state each of its games started from (with `record_starts`)."""
+        return self._gather(Command.GET_STARTS, lambda: list(self._local.starts))
 
     def set_state(self, states: list[dict[str, Any]]) -> None:
         """Restore what `get_state` returned, from a VectorEnv of the same game and size."""

@@ -7,6 +7,11 @@ states for checkpoints travel down a pipe.
 
 Semaphores, not pipe messages, carry the wake-ups: Linux wakes a pipe reader on the
 writer's core ("sync" wake-up), which in a ping-pong keeps worker and parent on one core.
+
+A worker never outlives the process that made its VectorEnv: it checks that process every
+half second while idle and exits when it is gone (killed with SIGKILL, or by the OOM
+killer), so no worker of a dead run keeps its cores. The forkserver that forked the
+workers exits once they have, and the shared memory, unlinked at creation, goes with them.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import select
 import signal
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,7 +114,8 @@ class Command(enum.IntEnum):
     RESET = 3
     GET_STATE = 4  # send the block's env states down the pipe
     SET_STATE = 5  # read them from the pipe
-    CLOSE = 6
+    GET_STARTS = 6  # send the recorded game start states down the pipe
+    CLOSE = 7
 
 
 def run_stepping(block: EnvBlock, command: Command) -> None:
@@ -128,12 +136,41 @@ class BlockSpec:
     cfg: EnvConfig
     seed: int
     layout: Layout
+    owner: int
+    """Process id of the VectorEnv's process: the worker exits when it is gone."""
+    record_starts: bool = False
+    """Keep each game's start state (EnvBlock)."""
 
 
 # Waking a sleeping process costs tens of microseconds, a tenth of an env step: both sides
 # poll briefly before they sleep. The worker polls less, so it yields its core to torch
 # soon after the last step when the learner runs.
 PARENT_SPIN_S, WORKER_SPIN_S = 2e-3, 2e-4
+
+
+_OWNER_CHECK_S = 0.5  # how often an idle worker checks that its owner still runs
+
+
+def _watch(pid: int) -> Callable[[], bool]:
+    """A function telling whether process `pid` still runs.
+
+    A pidfd (Linux 5.3+) becomes readable when the process ends and cannot be confused by
+    a later process reusing the pid; elsewhere, signal 0 probes the pid."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+
+        def probe() -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True
+            return True
+
+        return probe
+    return lambda: not select.select([fd], [], [], 0)[0]
 
 
 def spin_acquire(sem: Any, seconds: float) -> bool:
@@ -155,15 +192,15 @@ def worker(spec: BlockSpec, conn: Any, go: Any, done: Any, shared: Any) -> None:
     k = spec.k
     try:
         arrays = spec.layout.views(shared)
-        block = EnvBlock(spec.cfg, spec.seed, spec.lo, spec.hi, k, arrays)
+        block = EnvBlock(spec.cfg, spec.seed, spec.lo, spec.hi, k, arrays, spec.record_starts)
         conn.send(block.envs[0].action_meanings)
     except BaseException:
         conn.send(traceback.format_exc())
         return
-    parent = os.getppid()
+    owner_alive = _watch(spec.owner)
     while True:
-        if not spin_acquire(go, WORKER_SPIN_S) and not go.acquire(timeout=2.0):
-            if os.getppid() != parent:  # orphaned: the parent died without closing us
+        if not spin_acquire(go, WORKER_SPIN_S) and not go.acquire(timeout=_OWNER_CHECK_S):
+            if not owner_alive():  # orphaned: the owner died without closing us
                 break
             continue
         command = Command(int(arrays["control"][k]))
@@ -172,6 +209,8 @@ def worker(spec: BlockSpec, conn: Any, go: Any, done: Any, shared: Any) -> None:
         try:
             if command is Command.GET_STATE:
                 conn.send(block.get_state())
+            elif command is Command.GET_STARTS:
+                conn.send(block.starts)
             elif command is Command.SET_STATE:
                 block.set_state(conn.recv())
             else:

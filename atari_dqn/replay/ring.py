@@ -343,6 +343,13 @@ class FrameRing:
         filled = int(min(self._written.max(), self.slots))
         return {**self.spec(), "filled_slots": filled, "arrays": self.state_views(filled)}
 
+    def filled_bytes(self) -> int:
+        """Bytes of the filled part of the state: what a replay file holds, give or take
+        its header."""
+        with self._lock:
+            arrays = self._state()["arrays"]
+        return sum(a.nbytes for a in arrays.values())
+
     def state_dict(self) -> dict[str, Any]:
         """The whole state: spec, filled slot count and arrays.
 

@@ -1,8 +1,12 @@
 """The replay file: a frame ring's whole state on disk, checksummed, written atomically.
 
 Format (`.ring`): the raw arrays of `FrameRing.state_views` (filled slots only, so a ring
-saved early is small), then a JSON header listing each array's dtype, shape and CRC-32,
-then a fixed trailer with the header's length and a magic tag. Arrays are streamed in
+saved early is small), then a JSON header (the ring's spec, the filled slot count, and each
+array's name, dtype, shape and CRC-32), then a fixed trailer: the header's length, the
+header's own CRC-32 and a magic tag. Nothing in the file is trusted before it is checked:
+the trailer, the header's checksum, the version, every field's type and range, the arrays
+against the ring the header describes and against the file's size, each array's checksum,
+and last the arrays against each other (cursors, counts, flags). Arrays are streamed in
 chunks both ways, so saving or loading a 7 GB ring needs no second copy in memory.
 """
 
@@ -23,10 +27,14 @@ from atari_dqn.errors import ReplayError
 from atari_dqn.replay.ring import FrameRing
 
 FORMAT_VERSION = 1
-SUFFIX = ".ring"
-_MAGIC = b"ATARIDQN-RING\x00\x01\x00"
-_TRAILER = struct.Struct("<Q16s")  # header length, magic
+_MAGIC = b"ATARIDQN-RING\x00\x02\x00"
+_TRAILER = struct.Struct("<QI16s")  # header length, header CRC-32, magic
 _CHUNK_BYTES = 64 << 20
+_FLAGS = ("first", "has_next", "terminated", "truncated", "active")  # each 0 or 1
+
+
+class _Corrupt(Exception):
+    """Why a replay file cannot be trusted (becomes a ReplayError naming the file)."""
 
 
 def _chunks(array: np.ndarray) -> Iterator[memoryview]:
@@ -57,55 +65,115 @@ def save_ring(ring: FrameRing, path: str | os.PathLike) -> None:
                 )  # fmt: skip
             blob = json.dumps(header).encode()
             f.write(blob)
-            f.write(_TRAILER.pack(len(blob), _MAGIC))
+            f.write(_TRAILER.pack(len(blob), zlib.crc32(blob), _MAGIC))
 
         atomic_write(Path(path), write)
 
 
 def load_ring(path: str | os.PathLike) -> FrameRing:
-    """A ring restored from `save_ring`: same contents, cursors and sampler state."""
+    """A ring restored from `save_ring`: same contents, cursors and sampler state.
+
+    Anything wrong with the file is a ReplayError that names it and the first problem."""
     path = Path(path)
-
-    def corrupt(why: str) -> ReplayError:
-        return ReplayError(
-            f"replay file '{path}' is unreadable ({why}); it is truncated or corrupt: "
-            "resume without it (checkpoint.save_replay) or from an earlier checkpoint"
-        )
-
     try:
         with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            if size < _TRAILER.size:
-                raise corrupt(f"{size} bytes is too short")
-            f.seek(size - _TRAILER.size)
-            header_len, magic = _TRAILER.unpack(f.read(_TRAILER.size))
-            if magic != _MAGIC or header_len > size - _TRAILER.size:
-                raise corrupt("no replay trailer at the end")
-            f.seek(size - _TRAILER.size - header_len)
-            try:
-                header = json.loads(f.read(header_len))
-                ring = FrameRing(
-                    header["capacity"], header["num_envs"],
-                    history_length=header["history_length"],
-                    frame_shape=tuple(header["frame_shape"]),
-                )  # fmt: skip
-                specs = {spec["name"]: spec for spec in header["arrays"]}
-                dests = ring.state_views(int(header["filled_slots"]))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise corrupt(f"bad header: {exc}") from exc
-            f.seek(0)
-            for name, dst in dests.items():
-                spec = specs.get(name)
-                if (spec is None or spec["dtype"] != dst.dtype.str
-                        or spec["shape"] != list(dst.shape)):  # fmt: skip
-                    raise corrupt(f"array '{name}' missing or of the wrong shape")
-                crc = 0
-                for chunk in _chunks(dst):
-                    if f.readinto(chunk) != chunk.nbytes:
-                        raise corrupt(f"array '{name}' is cut short")
-                    crc = zlib.crc32(chunk, crc)
-                if crc != spec["crc32"]:
-                    raise corrupt(f"array '{name}' fails its CRC-32 check")
+            return _read(f, f.seek(0, os.SEEK_END))
+    except _Corrupt as exc:
+        raise ReplayError(
+            f"replay file '{path}' is unreadable ({exc}); it is truncated or corrupt: "
+            "resume without it (checkpoint.save_replay=false) or from an earlier checkpoint"
+        ) from None
     except OSError as exc:
         raise ReplayError(f"cannot read replay file '{path}': {exc}") from exc
+
+
+def _read(f: BinaryIO, size: int) -> FrameRing:
+    if size < _TRAILER.size:
+        raise _Corrupt(f"{size} bytes is too short")
+    f.seek(size - _TRAILER.size)
+    header_len, header_crc, magic = _TRAILER.unpack(f.read(_TRAILER.size))
+    if magic != _MAGIC or header_len > size - _TRAILER.size:
+        raise _Corrupt("no replay trailer at the end")
+    f.seek(size - _TRAILER.size - header_len)
+    blob = f.read(header_len)
+    if zlib.crc32(blob) != header_crc:
+        raise _Corrupt("its header fails its CRC-32 check")
+    header = _parse_header(blob)
+    try:
+        ring = FrameRing(
+            header["capacity"], header["num_envs"],
+            history_length=header["history_length"], frame_shape=tuple(header["frame_shape"]),
+        )  # fmt: skip
+    except ReplayError as exc:
+        raise _Corrupt(f"its header describes no valid ring: {exc}") from None
+    filled = header["filled_slots"]
+    if not 0 <= filled <= ring.slots:
+        raise _Corrupt(f"filled_slots {filled} is outside [0, {ring.slots}]")
+    dests = ring.state_views(filled)
+    specs = header["arrays"]
+    expected = [(name, a.dtype.str, list(a.shape)) for name, a in dests.items()]
+    if [(s["name"], s["dtype"], s["shape"]) for s in specs] != expected:
+        raise _Corrupt("its arrays are not those of the ring its header describes")
+    if sum(a.nbytes for a in dests.values()) != size - _TRAILER.size - header_len:
+        raise _Corrupt("its size does not match its arrays")
+    f.seek(0)
+    for spec, (name, dst) in zip(specs, dests.items(), strict=True):
+        crc = 0
+        for chunk in _chunks(dst):
+            if f.readinto(chunk) != chunk.nbytes:
+                raise _Corrupt(f"array '{name}' is cut short")
+            crc = zlib.crc32(chunk, crc)
+        if crc != spec["crc32"]:
+            raise _Corrupt(f"array '{name}' fails its CRC-32 check")
+    _check_consistent(ring, filled, dests)
     return ring
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_header(blob: bytes) -> dict[str, Any]:
+    """The header, with every field of the right type (ranges are the ring's to check)."""
+    try:
+        header = json.loads(blob)
+    except ValueError:
+        raise _Corrupt("its header is not JSON") from None
+    if not isinstance(header, dict):
+        raise _Corrupt("its header is not a mapping")
+    if header.get("version") != FORMAT_VERSION:
+        raise _Corrupt(
+            f"it is format version {header.get('version')!r}, this atari-dqn reads version "
+            f"{FORMAT_VERSION}"
+        )
+    for key in ("capacity", "num_envs", "history_length", "filled_slots"):
+        if not _integer(header.get(key)):
+            raise _Corrupt(f"header field '{key}' is {header.get(key)!r}, not an integer")
+    shape = header.get("frame_shape")
+    if not (isinstance(shape, list) and len(shape) == 2 and all(_integer(x) for x in shape)):
+        raise _Corrupt(f"header field 'frame_shape' is {shape!r}, not two integers")
+    arrays = header.get("arrays")
+    keys = {"name": str, "dtype": str, "shape": list, "crc32": int}
+    if not isinstance(arrays, list) or not all(
+        isinstance(a, dict) and all(isinstance(a.get(k), t) for k, t in keys.items())
+        for a in arrays
+    ):
+        raise _Corrupt("header field 'arrays' is malformed")
+    return header
+
+
+def _check_consistent(ring: FrameRing, filled: int, a: dict[str, np.ndarray]) -> None:
+    """The loaded arrays agree with each other, as any ring's own writes leave them."""
+    written, cursor = a["written"], a["cursor"]
+    if (written < 0).any() or int(min(written.max(), ring.slots)) != filled:
+        raise _Corrupt("its write counts do not match its filled slots")
+    if not np.array_equal(cursor, written % ring.slots):
+        raise _Corrupt("its write cursors do not match its write counts")
+    for name in _FLAGS:
+        if a[name].max(initial=0) > 1:
+            raise _Corrupt(f"array '{name}' holds values other than 0 and 1")
+    if not np.array_equal(a["n_has_next"], a["has_next"].sum(axis=1, dtype=np.int64)):
+        raise _Corrupt("its transition counts do not match its flags")
+    unwritten = np.arange(filled)[None, :] >= written[:, None]
+    if (a["has_next"][unwritten] | a["first"][unwritten]).any():
+        raise _Corrupt("slots never written hold transitions")

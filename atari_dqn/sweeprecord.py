@@ -1,0 +1,143 @@
+"""What a sweep has done: its record (`OUT/sweep.json`) and its one table.
+
+The table shows each run's game, seed, progress, speed, last score and state, read from
+what the runs write (the last rows of `metrics.csv` and `evals.csv`) and from the record,
+so the live view during a sweep and `sweep --status` show the same thing.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from atari_dqn.config import Config
+from atari_dqn.configfile import to_dict
+from atari_dqn.durable import atomic_write_text
+from atari_dqn.errors import ConfigError
+from atari_dqn.rundir import RunDir
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One (game, seed) of a sweep: its run directory and its resolved config."""
+
+    game: str
+    seed: int
+    run: RunDir
+    cfg: Config
+
+    @property
+    def name(self) -> str:
+        return self.run.name
+
+
+class SweepRecord:
+    """`OUT/sweep.json`: the command, the config and overrides, and each run's state."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / "sweep.json"
+        self.data: dict[str, Any] = json.loads(self.path.read_text()) if self.exists() else {}
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def check_same_sweep(self, config: str | None, overrides: list[str]) -> None:
+        """A sweep directory holds one config: runs of another would not compare."""
+        if self.data and (self.data["config"], self.data["overrides"]) != (config, overrides):
+            raise ConfigError(
+                f"'{self.path.parent}' holds a sweep of config {self.data['config']} with "
+                f"overrides {self.data['overrides'] or 'none'}; run it with those, or choose "
+                "another --out"
+            )
+
+    def start(self, command: list[str], config: str | None, overrides: list[str],
+              runs: list[SweepRun]) -> None:  # fmt: skip
+        self.data.update(
+            command=shlex.join([Path(command[0]).name, *command[1:]]),
+            config=config,
+            overrides=overrides,
+            resolved=to_dict(runs[0].cfg) if runs else {},
+        )
+        states = self.data.setdefault("runs", {})
+        for run in runs:
+            states.setdefault(run.name, {"game": run.game, "seed": run.seed, "state": "pending"})
+        self.save()
+
+    def state(self, name: str) -> str:
+        return self.data.get("runs", {}).get(name, {}).get("state", "pending")
+
+    def set(self, name: str, state: str, error: str | None = None) -> None:
+        entry = self.data["runs"][name]
+        entry["state"] = state
+        entry["updated_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        entry.pop("error", None)
+        if error:
+            entry["error"] = error
+        self.save()
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, json.dumps(self.data, indent=2) + "\n")
+
+
+_STYLE = {"done": "green", "running": "cyan", "failed": "red", "stopped": "yellow"}
+
+
+def last_row(path: Path) -> dict[str, str]:
+    """The last row of a CSV file (reading its first and last lines only), or {}."""
+    try:
+        with path.open("rb") as f:
+            header = f.readline()
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 4096))
+            tail = f.read().splitlines()
+    except OSError:
+        return {}
+    if not header or len(tail) < 2 or tail[-1] == header.rstrip():
+        return {}
+    rows = list(csv.DictReader(io.StringIO((header + tail[-1]).decode())))
+    return rows[0] if rows else {}
+
+
+def progress_table(runs: list[SweepRun], record: SweepRecord) -> Table:
+    table = Table(title=f"sweep: {len(runs)} run(s)")
+    for column in ("run", "game", "seed", "agent steps", "steps/s", "last eval", "state"):
+        table.add_column(column, justify="right" if column != "run" else "left")
+    for run in runs:
+        metrics, evals = last_row(run.run.metrics_csv), last_row(run.run.evals_csv)
+        state = record.state(run.name)
+        error = record.data.get("runs", {}).get(run.name, {}).get("error")
+        steps = _int(metrics.get("agent_steps"))
+        table.add_row(
+            run.name,
+            run.game,
+            str(run.seed),
+            f"{steps:,} / {run.cfg.loop.total_steps:,}" if steps is not None else "-",
+            _fmt(metrics.get("steps_per_second"), "{:,.0f}"),
+            _fmt(evals.get("mean_score"), "{:,.1f}"),
+            f"[{_STYLE.get(state, 'white')}]{state}[/]" + (f": {error}" if error else ""),
+        )
+    return table
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _fmt(value: Any, pattern: str) -> str:
+    try:
+        return pattern.format(float(value))
+    except (TypeError, ValueError):
+        return "-"

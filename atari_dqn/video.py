@@ -1,0 +1,252 @@
+"""Watching the agent: evaluation games as videos, the Q-values beside the screen.
+
+A recorded evaluation keeps, for every game it scores, the emulator state the game started
+from (with its RNG) and, for every step, the action, whether it was a random (epsilon) one,
+and Q(s, a) for every action. Afterwards the chosen games are played again from their
+start states with the same actions (the ALE is deterministic given its state, sticky
+actions included) to get their full-colour screens: so the video is of the very game the
+score comes from, and recording costs the evaluation only the Q-values it keeps.
+
+Each video frame is the 210x160 screen scaled 2x (420 x 320 pixels), and beside it a panel
+of 320 x 420: the step, the running score and the lives, whether the action was greedy or
+random, and a bar of Q(s, a) per action, named, the chosen one highlighted. One frame per
+agent step, at 15 frames per second (real time: 4 emulator frames per step at 60 Hz). 2x
+rather than more because encoding is most of what filming costs and grows with the pixels.
+Written with OpenCV's `VideoWriter` (MPEG-4, `mp4v`), already a dependency, which every
+common player opens.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ale_py
+import cv2
+import numpy as np
+
+from atari_dqn.config import EnvConfig
+from atari_dqn.env.atari import Emulator
+from atari_dqn.errors import ConfigError
+
+SCALE = 2
+SCREEN_WIDTH = 160 * SCALE
+PANEL_WIDTH = 320
+FPS = 15
+_QUEUED = 16
+FRAME_SIZE = (210 * SCALE, SCREEN_WIDTH + PANEL_WIDTH)  # (height, width) = (420, 640)
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_CHOSEN, _OTHER, _TEXT, _RANDOM = (0, 165, 255), (150, 150, 150), (235, 235, 235), (60, 60, 230)
+
+
+@dataclass
+class GameTrace:
+    """What one scored game needs to be watched again."""
+
+    env: int
+    score: float = 0.0
+    """Raw points the agent's actions earned (the game's score, less any earned by the
+    reset's no-ops and FIRE, which come before the first action)."""
+    start_state: bytes = b""
+    actions: list[int] = field(default_factory=list)
+    explored: list[bool] = field(default_factory=list)
+    q_values: list[np.ndarray] = field(default_factory=list)
+
+
+class GameRecorder:
+    """Collects the traces of N envs' games during an evaluation (see the module docstring).
+
+    The evaluation calls `start`, then for each step `step` (through `Acting`), `rewards`
+    and `game_over` for each env whose game ended; `traces` gives the kept games."""
+
+    def start(self, num_envs: int) -> None:
+        self.starts: list[list[bytes]] = []
+        """Per env, its games' start states (`VectorEnv.game_starts`), set at the end."""
+        self._current = [GameTrace(env) for env in range(num_envs)]
+        self._started = [0] * num_envs  # games started per env: indexes its start states
+        self._kept: list[tuple[GameTrace, int]] = []
+
+    def step(self, actions: np.ndarray, q_values: np.ndarray, explored: np.ndarray) -> None:
+        for env, trace in enumerate(self._current):
+            trace.actions.append(int(actions[env]))
+            trace.explored.append(bool(explored[env]))
+            trace.q_values.append(q_values[env].astype(np.float32))
+
+    def rewards(self, raw_rewards: np.ndarray) -> None:
+        for trace, reward in zip(self._current, raw_rewards, strict=True):
+            trace.score += float(reward)
+
+    def game_over(self, env: int, keep: bool) -> None:
+        """Env `env`'s game ended; `keep` it if the evaluation scores it."""
+        if keep:
+            self._kept.append((self._current[env], self._started[env]))
+        self._started[env] += 1
+        self._current[env] = GameTrace(env)
+
+    def traces(self) -> list[GameTrace]:
+        """The kept games, in the order they ended (that of the scores), with their starts."""
+        for trace, number in self._kept:
+            trace.start_state = self.starts[trace.env][number]
+        return [trace for trace, _ in self._kept]
+
+
+def parse_choice(text: str, episodes: int) -> list[str] | list[int]:
+    """`best,median,worst` (the default) or 1-based game numbers such as `1,5,30`."""
+    items = [item.strip().lower() for item in text.split(",") if item.strip()]
+    if items and set(items) <= {"best", "median", "worst"}:
+        return items
+    try:
+        numbers = [int(item) for item in items]
+    except ValueError:
+        numbers = []
+    if not numbers or min(numbers) < 1 or max(numbers) > episodes:
+        raise ConfigError(
+            f"--video-games '{text}': give best, median and/or worst, or game numbers from 1 "
+            f"to {episodes} (as eval prints them), e.g. --video-games 1,{episodes}"
+        )
+    return numbers
+
+
+def choose(scores: list[float], choice: list[str] | list[int]) -> list[int]:
+    """0-based indices of the games `choice` names (best: highest score, first on ties)."""
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    named = {"best": order[0], "median": order[len(order) // 2], "worst": order[-1]}
+    picked = [named[c] if isinstance(c, str) else c - 1 for c in choice]
+    return list(dict.fromkeys(picked))
+
+
+def _rows(count: int) -> tuple[int, int]:
+    """(top, height) of the panel's rows, one per action."""
+    return 86, min(30, (FRAME_SIZE[0] - 90) // count)
+
+
+def _blank(names: list[str]) -> np.ndarray:
+    """A frame with what every frame of a game shares: the action names in the panel."""
+    frame = np.zeros((*FRAME_SIZE, 3), np.uint8)
+    panel = frame[:, SCREEN_WIDTH:]  # a view: OpenCV draws into the frame
+    top, row = _rows(len(names))
+    for i, name in enumerate(names):
+        cv2.putText(panel, name, (8, top + i * row + row - 6), _FONT, 0.4, _TEXT, 1, cv2.LINE_AA)
+    return frame
+
+
+def _draw_panel(panel: np.ndarray, q: np.ndarray, low: float, high: float, action: int,
+                explored: bool, header: str, name: str) -> None:  # fmt: skip
+    cv2.putText(panel, header, (8, 22), _FONT, 0.5, _TEXT, 1, cv2.LINE_AA)
+    cv2.putText(panel, f"action: {name}", (8, 46), _FONT, 0.5, _TEXT, 1, cv2.LINE_AA)
+    how, colour = ("random (epsilon)", _RANDOM) if explored else ("greedy", _CHOSEN)
+    cv2.putText(panel, how, (8, 70), _FONT, 0.5, colour, 1, cv2.LINE_AA)
+    top, row = _rows(len(q))
+    span = max(high - low, 1e-6)
+    bar_left, bar_span = 118, PANEL_WIDTH - 188  # names: at most 13 characters (ale-py)
+    for i, value in enumerate(q):
+        y = top + i * row
+        width = int((value - low) / span * bar_span) + 2
+        cv2.rectangle(
+            panel, (bar_left, y), (bar_left + width, y + row - 4),
+            _CHOSEN if i == action else _OTHER, -1,
+        )  # fmt: skip
+        cv2.putText(panel, f"{value:.3f}", (PANEL_WIDTH - 62, y + row - 6), _FONT, 0.4, _TEXT, 1)
+
+
+def _write_video(trace: GameTrace, emulator: Emulator, names: list[str], path: Path) -> None:
+    ale = emulator.ale
+    ale.restoreState(ale_py.ALEState(trace.start_state))
+    action_set = (
+        ale.getLegalActionSet() if emulator.cfg.full_action_space else ale.getMinimalActionSet()
+    )
+    q_all = np.stack(trace.q_values)
+    low, high = float(q_all.min()), float(q_all.max())
+    blank = _blank(names)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(
+        str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (FRAME_SIZE[1], FRAME_SIZE[0])
+    )
+    # Encoding is most of the cost: a second thread encodes while this one plays and draws
+    # the next frames (OpenCV releases the GIL while it encodes). At most _QUEUED frames wait.
+    pending: deque[Future[None]] = deque()
+    score = 0.0
+    try:
+        with ThreadPoolExecutor(max_workers=1) as encoder:
+            for step, (action, explored, q) in enumerate(
+                zip(trace.actions, trace.explored, trace.q_values, strict=True)
+            ):
+                frame = blank.copy()
+                screen = cv2.cvtColor(ale.getScreenRGB(), cv2.COLOR_RGB2BGR)
+                cv2.resize(screen, (SCREEN_WIDTH, FRAME_SIZE[0]), dst=frame[:, :SCREEN_WIDTH],
+                           interpolation=cv2.INTER_NEAREST)  # fmt: skip
+                header = f"step {step + 1}  score {score:g}  lives {ale.lives()}"
+                _draw_panel(frame[:, SCREEN_WIDTH:], q, low, high, action, explored, header,
+                            names[action])  # fmt: skip
+                pending.append(encoder.submit(writer.write, frame))
+                if len(pending) > _QUEUED:
+                    pending.popleft().result()
+                score += emulator.repeat(action_set[action], observe=False)
+            for done in pending:
+                done.result()
+    finally:
+        writer.release()
+    if score != trace.score:
+        raise RuntimeError(
+            f"replaying game {path.name} scored {score:g}, not {trace.score:g}: the video "
+            "would not be the evaluated game"
+        )
+
+
+def write_videos(
+    traces: list[GameTrace],
+    games: list[int],
+    cfg: EnvConfig,
+    names: list[str],
+    folder: Path,
+    agent_steps: int,
+) -> list[Path]:
+    """Videos of the 0-based `games` of an evaluation, as `<game>-<step>-game<i>.mp4`
+    (`i` numbered from 1, as `eval` prints the games), one frame per step of each game.
+
+    Raises RuntimeError if a replay does not score what its game scored (it would not be
+    the same game)."""
+    # One emulator (one ROM load) films every game: each starts from its own saved state.
+    emulator = Emulator(cfg, seed=0)
+    paths = []
+    try:
+        for i in games:
+            path = folder / f"{cfg.game}-{agent_steps}-game{i + 1}.mp4"
+            _write_video(traces[i], emulator, names, path)
+            paths.append(path)
+    finally:
+        emulator.close()
+    return paths
+
+
+def videos_by_step(folder: Path) -> list[tuple[int, Path]]:
+    """The videos in `folder` with the agent step they were filmed at, oldest first (by
+    step, then by when they were written: `eval --video` films after training's last
+    evaluation at the same step)."""
+    found = []
+    for path in folder.glob("*.mp4"):
+        parts = path.stem.rsplit("-", 2)  # <game>-<step>-game<i>
+        if len(parts) == 3 and parts[1].isdigit():
+            found.append((int(parts[1]), path.stat().st_mtime_ns, path))
+    return [(step, path) for step, _, path in sorted(found)]
+
+
+def frame_strip(video: Path, png: Path, count: int = 6, height: int = 210) -> Path | None:
+    """`count` frames spread over `video`, side by side at `height` pixels, as one PNG: the
+    agent at a glance, without a video player. None if the video cannot be read."""
+    capture = cv2.VideoCapture(str(video))
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    frames = []
+    for index in np.linspace(0, max(total - 1, 0), count).round().astype(int):
+        capture.set(cv2.CAP_PROP_POS_FRAMES, int(index))
+        ok, frame = capture.read()
+        if ok:
+            width = round(frame.shape[1] * height / frame.shape[0])
+            frames.append(cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA))
+    capture.release()
+    if not frames:
+        return None
+    cv2.imwrite(str(png), np.hstack(frames))
+    return png

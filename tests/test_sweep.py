@@ -1,0 +1,141 @@
+"""`sweep` on a real local Ray: runs finish, a killed worker's run resumes exactly, a
+finished sweep starts nothing, Ctrl-C stops the runs with checkpoints, bad input is one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from procs import wait_for
+from quick_runs import QUIET, ROOT, SMOKE
+
+from atari_dqn import checkpoint as ckpt
+from atari_dqn.configfile import load_config
+from atari_dqn.rundir import RunDir
+from atari_dqn.runs import train
+
+# Tiny CPU runs: 600 agent steps, learning from 300, a checkpoint every 200.
+RUN = [
+    *QUIET,
+    "learner.torch_threads=1",  # as a Ray task of one CPU runs (Ray sets OMP_NUM_THREADS)
+    "eval.interval_steps=600",  # one short evaluation, at the end, for the report
+    "eval.episodes=1",
+    "eval.max_episode_frames=800",
+    "loop.total_steps=600",
+    "loop.replay_start_steps=300",
+    "logging.interval_steps=100",
+    "checkpoint.interval_steps=200",
+    "replay.capacity=2000",
+]
+
+
+def sweep(out: Path, games: str, *extra: str, **popen) -> subprocess.Popen:
+    args = ["sweep", "--games", games, "--seeds", "0", "--config", str(SMOKE), "--out", str(out)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "atari_dqn", *args, "--cpus-per-run", "1", *RUN, *extra],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
+    )
+
+
+def finish(proc: subprocess.Popen, code: int = 0) -> str:
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == code, out
+    return out
+
+
+def states(out: Path) -> dict[str, str]:
+    return {k: v["state"] for k, v in json.loads((out / "sweep.json").read_text())["runs"].items()}
+
+
+def starts(run: Path) -> list[str]:
+    """The starts and resumes in a run's log."""
+    log = run / "run.log"
+    return [x for x in log.read_text().splitlines() if " started " in x or " resumed " in x]
+
+
+def test_a_sweep_trains_reports_stops_on_ctrl_c_and_the_same_command_resumes_only_the_rest(
+    tmp_path,
+):
+    out = tmp_path / "sweep"
+    finish(sweep(out, "Breakout"))
+    assert states(out) == {"Breakout-seed0": "done"}
+    breakout_starts = starts(out / "Breakout-seed0")
+    # The sweep grows to Pong; Ctrl-C (SIGINT to its whole process group, as a terminal
+    # sends it) once Pong has a checkpoint: Pong checkpoints and stops.
+    proc = sweep(out, "Breakout,Pong", start_new_session=True)
+    pong = out / "Pong-seed0"
+    wait_for(lambda: ckpt.has_checkpoint(RunDir(pong)), timeout=180)
+    os.killpg(proc.pid, signal.SIGINT)
+    text = finish(proc, 130)
+    assert "Continue it with:" in text and "--games Breakout,Pong" in text
+    assert states(out) == {"Breakout-seed0": "done", "Pong-seed0": "stopped"}
+    assert 0 < ckpt.load_state(RunDir(pong))["counters"]["agent_steps"] < 600
+    # The same command again: only Pong resumes; then the table and the report of both.
+    text = finish(sweep(out, "Breakout,Pong"))
+    assert "1 run(s) to train, 1 done" in text
+    assert starts(out / "Breakout-seed0") == breakout_starts
+    assert len(starts(pong)) == 2 and "resumed" in starts(pong)[1]
+    assert states(out) == {"Breakout-seed0": "done", "Pong-seed0": "done"}
+    assert ckpt.load_state(RunDir(pong))["counters"]["agent_steps"] == 600
+    report = (out / "report" / "report.md").read_text()
+    assert "| Breakout |" in report and "| Pong |" in report
+    # A finished sweep, run again, starts nothing.
+    assert "0 run(s) to train, 2 done" in finish(sweep(out, "Breakout,Pong"))
+    assert len(starts(pong)) == 2 and starts(out / "Breakout-seed0") == breakout_starts
+
+
+def test_a_run_whose_ray_worker_is_killed_is_retried_and_ends_as_one_never_killed(tmp_path):
+    out = tmp_path / "sweep"
+    reference = tmp_path / "reference"
+    threads = torch.get_num_threads()  # the run sets it for this whole process
+    try:
+        assert train(load_config(SMOKE, [*RUN, "seed=0"], game="Breakout"), reference) == 0
+    finally:
+        torch.set_num_threads(threads)
+    proc = sweep(out, "Breakout")
+    run = out / "Breakout-seed0"
+    wait_for(lambda: ckpt.has_checkpoint(RunDir(run)), timeout=180)
+    (pid,) = {int(p) for p in re.findall(r"\(pid (\d+)\)", (run / "run.log").read_text())}
+    subprocess.run(["kill", "-9", str(pid)], check=True)  # the Ray worker training the run
+    finish(proc)
+    assert len(starts(run)) == 2 and "resumed" in starts(run)[1]
+    a, b = ckpt.load_state(RunDir(reference)), ckpt.load_state(RunDir(run))
+    assert a["counters"] == b["counters"]
+    for key, value in a["learner"]["online"].items():
+        assert torch.equal(value, b["learner"]["online"][key]), key
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--games", "Breakout,Pongg"], "unknown game 'Pongg'"),
+        (["--games", " , "], "--games is empty"),
+        (["--games", "Pong", "--seeds", ""], "--seeds is empty"),
+        (["--games", "Pong", "--gpus-per-run", "0.25"], "this Ray cluster has none"),
+        (["--games", "Pong", "--address", "127.0.0.1:9"], "cannot join a Ray cluster"),
+    ],
+)
+def test_bad_sweep_input_is_one_line_status_2_and_creates_nothing(tmp_path, args, expected):
+    out = tmp_path / "sweep"
+    proc = subprocess.run(
+        [sys.executable, "-m", "atari_dqn", "sweep", *args, "--out", str(out), *RUN],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], proc.stderr
+    assert not out.exists()

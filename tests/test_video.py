@@ -1,0 +1,110 @@
+"""Watching the agent, on a real ROM: eval videos of the scored games, their size and length,
+the films of training's evaluations, and the report's strip of frames."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from quick_runs import QUIET, ROOT, SMOKE
+
+from atari_dqn.configfile import load_config
+from atari_dqn.env.atari import action_meanings
+from atari_dqn.evaluate import eval_env_config, evaluate
+from atari_dqn.learner import Learner
+from atari_dqn.report import write_report
+from atari_dqn.runs import train
+from atari_dqn.video import FRAME_SIZE, GameRecorder, write_videos
+
+FAST = QUIET
+# Short evaluation games: the cap ends a game that a poor agent would not.
+SHORT = ["eval.max_episode_frames=1200", "loop.num_envs=2"]
+
+
+def frames_and_size(path: Path) -> tuple[int, tuple[int, int]]:
+    """(frames read, (height, width)) of a video, counted by decoding every frame."""
+    capture = cv2.VideoCapture(str(path))
+    count, shape = 0, None
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        count, shape = count + 1, frame.shape[:2]
+    capture.release()
+    return count, shape
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("video") / "run"
+    cfg = load_config(SMOKE, [*FAST, "loop.total_steps=600", "eval.interval_steps=0"])
+    assert train(cfg, run) == 0
+    return run
+
+
+def test_eval_video_films_the_best_median_and_worst_scored_games_frame_for_step(trained):
+    result = subprocess.run(
+        [sys.executable, "-m", "atari_dqn", "eval", "--run-dir", str(trained), "--episodes",
+         "3", "--video", "eval.max_episode_frames=1200"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    record = json.loads((trained / "eval.json").read_text())
+    videos = sorted((trained / "videos").glob("*.mp4"))
+    assert videos and len(videos) <= 3
+    for video in videos:
+        game = int(video.stem.rsplit("game", 1)[1])  # Breakout-600-game<i>.mp4, from 1
+        assert video.name == f"Breakout-600-game{game}.mp4"
+        count, shape = frames_and_size(video)
+        assert count == record["steps"][game - 1]  # one frame per step of that game
+        assert shape == FRAME_SIZE == (420, 640)
+
+
+@pytest.mark.parametrize("value", ["0", "4", "fastest", "1,x"])
+def test_a_bad_video_games_value_is_one_line_and_status_2(trained, value):
+    result = subprocess.run(
+        [sys.executable, "-m", "atari_dqn", "eval", "--run-dir", str(trained), "--episodes",
+         "3", "--video-games", value],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--video-games" in lines[0], result.stderr
+
+
+def test_recording_plays_the_same_games_and_a_replay_that_differs_is_refused(tmp_path):
+    cfg = load_config(None, [*FAST, "eval.max_episode_frames=1200"], game="Breakout")
+    learner = Learner(4, cfg.learner, seed=0)
+    plain = evaluate(learner, cfg, episodes=2, seed=3)
+    recorder = GameRecorder()
+    recorded = evaluate(learner, cfg, episodes=2, seed=3, recorder=recorder)
+    assert recorded.scores == plain.scores and recorded.steps == plain.steps
+    traces = recorder.traces()
+    assert [len(t.actions) for t in traces] == recorded.steps
+    names = action_meanings(cfg.env)
+    both = write_videos(traces, [0, 1], eval_env_config(cfg), names, tmp_path / "a", 0)
+    assert [frames_and_size(p)[0] for p in both] == recorded.steps
+    traces[1].actions[:] = [1] * len(traces[1].actions)  # FIRE only: another game
+    traces[1].score += 1000
+    with pytest.raises(RuntimeError, match="not be the evaluated game"):
+        write_videos(traces, [0, 1], eval_env_config(cfg), names, tmp_path / "b", 0)
+
+
+def test_training_films_each_evaluations_median_game_and_the_report_shows_a_strip(tmp_path):
+    run = tmp_path / "run"
+    cfg = load_config(SMOKE, [*FAST, *SHORT, "loop.total_steps=600", "eval.interval_steps=300",
+                              "eval.episodes=2", "eval.video=true"])  # fmt: skip
+    assert train(cfg, run) == 0
+    videos = sorted(p.name for p in (run / "videos").glob("*.mp4"))
+    assert len(videos) == 2 and videos[0].startswith("Breakout-300-game")
+    write_report([run], tmp_path / "report")
+    strip = cv2.imread(str(tmp_path / "report" / "run-strip.png"))
+    assert strip is not None and strip.shape[0] == 210 and strip.shape[1] > 6 * 200
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "run-strip.png" in text and "Breakout-600-game" in text
+    assert np.isfinite(strip).all()
