@@ -15,11 +15,12 @@ from quick_runs import QUIET, ROOT, SMOKE
 
 from atari_dqn.configfile import load_config
 from atari_dqn.env.atari import action_meanings
+from atari_dqn.errors import ConfigError
 from atari_dqn.evaluate import eval_env_config, evaluate
 from atari_dqn.learner import Learner
 from atari_dqn.report import write_report
 from atari_dqn.runs import train
-from atari_dqn.video import FRAME_SIZE, GameRecorder, write_videos
+from atari_dqn.video import FRAME_SIZE, GameRecorder, parse_choice, write_videos
 
 FAST = QUIET
 # Short evaluation games: the cap ends a game that a poor agent would not.
@@ -65,16 +66,23 @@ def test_eval_video_films_the_best_median_and_worst_scored_games_frame_for_step(
         assert shape == FRAME_SIZE == (420, 640)
 
 
-@pytest.mark.parametrize("value", ["0", "4", "fastest", "1,x"])
-def test_a_bad_video_games_value_is_one_line_and_status_2(trained, value):
+def test_a_bad_video_games_value_is_one_line_and_status_2(trained):
     result = subprocess.run(
         [sys.executable, "-m", "atari_dqn", "eval", "--run-dir", str(trained), "--episodes",
-         "3", "--video-games", value],
+         "3", "--video-games", "4"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--video-games" in lines[0], result.stderr
+    assert len(lines) == 1 and "--video-games '4'" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "4", "fastest", "1,x", " , ", "best,2"])
+def test_video_games_takes_names_or_game_numbers_and_refuses_anything_else(value):
+    assert parse_choice("Best, median", 3) == ["best", "median"]
+    assert parse_choice("3,1", 3) == [3, 1]
+    with pytest.raises(ConfigError, match="--video-games"):
+        parse_choice(value, 3)
 
 
 def test_recording_plays_the_same_games_and_a_replay_that_differs_is_refused(tmp_path):
