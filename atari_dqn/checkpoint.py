@@ -37,8 +37,6 @@ def save_checkpoint(run: RunDir, state: dict[str, Any], ring: FrameRing | None =
     final, tmp, old = run.checkpoint, run.checkpoint_tmp, run.checkpoint_old
     blob = io.BytesIO()
     torch.save({"format_version": FORMAT_VERSION, **state}, blob)
-    state_bytes = blob.getbuffer().nbytes
-    replay_bytes = ring.filled_bytes() if ring is not None else 0
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -48,6 +46,8 @@ def save_checkpoint(run: RunDir, state: dict[str, Any], ring: FrameRing | None =
         fsync_dir(tmp)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        state_bytes = blob.getbuffer().nbytes
+        replay_bytes = ring.filled_bytes() if ring is not None else 0
         replay = f" ({_gigabytes(replay_bytes)} of replay)" if ring is not None else ""
         raise CheckpointError(
             f"cannot write a checkpoint into '{run}' ({exc.strerror or exc}): one needs "
@@ -69,9 +69,9 @@ def checkpoint_dir(run: RunDir) -> Path:
     """The complete checkpoint folder of `run` (the new one, else the one it replaces)."""
     if not run.path.is_dir():
         raise CheckpointError(f"run directory '{run}' not found")
-    for folder in (run.checkpoint, run.checkpoint_old):
-        if (folder / STATE_FILE).is_file():
-            return folder
+    folder = _complete_folder(run)
+    if folder is not None:
+        return folder
     raise CheckpointError(
         f"no checkpoint in '{run}' (a run writes one every checkpoint.interval_steps, "
         "at the end and on Ctrl-C); start a new run with `train --game GAME`"
@@ -80,7 +80,15 @@ def checkpoint_dir(run: RunDir) -> Path:
 
 def has_checkpoint(run: RunDir) -> bool:
     """Whether `run` holds a complete checkpoint."""
-    return any((folder / STATE_FILE).is_file() for folder in (run.checkpoint, run.checkpoint_old))
+    return _complete_folder(run) is not None
+
+
+def _complete_folder(run: RunDir) -> Path | None:
+    """The new checkpoint folder if complete, else the one it replaces if that is."""
+    for folder in (run.checkpoint, run.checkpoint_old):
+        if (folder / STATE_FILE).is_file():
+            return folder
+    return None
 
 
 def load_state(run: RunDir, map_location: str | torch.device = "cpu") -> dict[str, Any]:

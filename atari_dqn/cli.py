@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -36,9 +35,6 @@ def _cmd_games(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    # A file-size limit (ulimit -f) then fails a checkpoint's write, which is reported in one
-    # line, instead of killing the process.
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     if args.resume:
         from atari_dqn.runs import resume
 

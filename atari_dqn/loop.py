@@ -35,7 +35,7 @@ from atari_dqn.replay.feed import Prefetcher, to_tensors
 from atari_dqn.replay.ring import FrameRing
 from atari_dqn.rundir import RunDir
 from atari_dqn.stop import StopRequest
-from atari_dqn.video import GameRecorder, choose, write_videos
+from atari_dqn.video import GameRecorder, VideoError, choose, write_videos
 
 _RECENT_GAMES = 100
 _PROGRESS_STEPS = 200  # agent steps between moves of the progress bar
@@ -283,9 +283,13 @@ class Trainer:
         )
         if recorder is not None:  # the median game, as a video: how the play changes
             names, median = self.envs.action_meanings, choose(result.scores, ["median"])
-            for path in write_videos(recorder.traces(), median, eval_env_config(cfg), names,
-                                     self.rundir.videos, self.agent_steps):  # fmt: skip
-                logs.event(f"wrote {path}")
+            folder = self.rundir.training_videos
+            try:
+                for path in write_videos(recorder.traces(), median, eval_env_config(cfg), names,
+                                         folder, self.agent_steps):  # fmt: skip
+                    logs.event(f"wrote {path}")
+            except VideoError as exc:  # a video is not worth a run: say so and go on training
+                logs.event(f"no video of the evaluation at {self.agent_steps:,} steps: {exc}")
         logs.eval_row(
             {
                 "agent_steps": self.agent_steps,

@@ -7,7 +7,8 @@ runs/Breakout-20261125-120000/
   training_games.json   the last 100 training games' raw scores
   tensorboard/    event files                  checkpoint/   state.pt + replay.ring
   run.log         starts, stops, checkpoints' failures, each with the time
-  videos/         evaluation games, the Q-values beside the screen
+  videos/         evaluation games, the Q-values beside the screen (training/: those of the
+                  evaluations during training)
 ```
 `train`, `eval`, `report` and the sweep all find a run's files through `RunDir`, so a run
 directory copied anywhere can be evaluated, reported and resumed there.
@@ -49,7 +50,10 @@ class RunDir:
         self.tensorboard = self.path / "tensorboard"
         self.log_file = self.path / "run.log"
         self.videos = self.path / "videos"
-        """Evaluation games as videos (`eval --video`, `eval.video=true`)."""
+        """Evaluation games as videos (`eval --video`)."""
+        self.training_videos = self.videos / "training"
+        """The median game of each evaluation during training (`eval.video=true`); apart,
+        so that `eval --video` at the same step never overwrites one."""
         self.stop_request = self.path / "stop"
         """Created by whoever wants the run to checkpoint and stop (a sweep on Ctrl-C)."""
         self.checkpoint = self.path / "checkpoint"

@@ -5,6 +5,8 @@ checkpoint is made of (its game, env settings, replay and number of envs).
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
 
 from atari_dqn import checkpoint as ckpt
@@ -26,6 +28,7 @@ def train(cfg: Config, run_dir: Path) -> int:
     with run.locked():
         run.write_config(cfg)
         print(f"training {cfg.env.game} into {run}")
+        _fail_writes_past_file_size_limits()
         return Trainer(cfg, run).run()
 
 
@@ -41,7 +44,16 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> int:
         trainer.restore(state, ckpt.load_replay(run))
         run.write_config(cfg)
         print(f"resuming {cfg.env.game} in {run} at {trainer.agent_steps:,} agent steps")
+        _fail_writes_past_file_size_limits()
         return trainer.run()
+
+
+def _fail_writes_past_file_size_limits() -> None:
+    """Under a file-size limit (ulimit -f), a checkpoint write past it then fails, and the
+    run reports that in one line, instead of the kernel killing the process (SIGXFSZ).
+    Python sets signal handlers in the main thread only; elsewhere the default stays."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 # What a checkpoint is made of: a resume cannot change them (its env states, its replay and
@@ -70,5 +82,6 @@ def start_or_resume(cfg: Config, run_dir: Path) -> int:
     if run.holds_run():
         if ckpt.has_checkpoint(run):
             return resume(run_dir)
-        run.clear_attempt()
+        with run.locked():  # never clear files that a live trainer of this run is writing
+            run.clear_attempt()
     return train(cfg, run_dir)

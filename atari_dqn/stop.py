@@ -60,5 +60,5 @@ class StopRequest:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-        if self.signal is not None:
-            self._file.unlink(missing_ok=True)  # obeyed: a resume must not stop at once
+        # Obeyed, or written too late to be seen: either way a resume must not stop at once.
+        self._file.unlink(missing_ok=True)

@@ -169,7 +169,7 @@ def run_sweep(
                     _mark_started(refs.values(), record, submitted)
                     live.update(progress_table(runs, record))
         except KeyboardInterrupt:
-            return _stop(ray, refs, record)
+            return _stop(ray, refs, record, submitted)
     finally:
         ray.shutdown()
     return summarise(out, runs, record)
@@ -196,11 +196,12 @@ def _mark_started(runs: Any, record: SweepRecord, since: float) -> None:
             record.set(run.name, "running")
 
 
-def _stop(ray: Any, refs: dict, record: SweepRecord) -> int:
+def _stop(ray: Any, refs: dict, record: SweepRecord, submitted: float) -> int:
     """Ctrl-C: every running run checkpoints and stops; print how to continue."""
+    _mark_started(refs.values(), record, submitted)  # those started since the last look
     print(f"stopping {len(refs)} run(s): each checkpoints first (up to {_WAIT_S:.0f} s)")
     for ref, run in list(refs.items()):
-        if run.run.log_file.exists():  # started: it checkpoints, then returns
+        if record.state(run.name) == "running":  # it checkpoints, then returns
             run.run.stop_request.touch()
         else:  # still waiting for a machine: it never starts
             ray.cancel(ref)

@@ -41,6 +41,10 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _CHOSEN, _OTHER, _TEXT, _RANDOM = (0, 165, 255), (150, 150, 150), (235, 235, 235), (60, 60, 230)
 
 
+class VideoError(RuntimeError):
+    """A game could not be filmed: its replay differs from it, or no video can be written."""
+
+
 @dataclass
 class GameTrace:
     """What one scored game needs to be watched again."""
@@ -164,6 +168,8 @@ def _write_video(trace: GameTrace, emulator: Emulator, names: list[str], path: P
     writer = cv2.VideoWriter(
         str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (FRAME_SIZE[1], FRAME_SIZE[0])
     )
+    if not writer.isOpened():
+        raise VideoError(f"OpenCV cannot write an MPEG-4 (mp4v) video to '{path}'")
     # Encoding is most of the cost: a second thread encodes while this one plays and draws
     # the next frames (OpenCV releases the GIL while it encodes). At most _QUEUED frames wait.
     pending: deque[Future[None]] = deque()
@@ -189,7 +195,8 @@ def _write_video(trace: GameTrace, emulator: Emulator, names: list[str], path: P
     finally:
         writer.release()
     if score != trace.score:
-        raise RuntimeError(
+        path.unlink()
+        raise VideoError(
             f"replaying game {path.name} scored {score:g}, not {trace.score:g}: the video "
             "would not be the evaluated game"
         )
@@ -206,8 +213,8 @@ def write_videos(
     """Videos of the 0-based `games` of an evaluation, as `<game>-<step>-game<i>.mp4`
     (`i` numbered from 1, as `eval` prints the games), one frame per step of each game.
 
-    Raises RuntimeError if a replay does not score what its game scored (it would not be
-    the same game)."""
+    Raises VideoError if a replay does not score what its game scored (it would not be
+    the same game) or if OpenCV cannot write the video."""
     # One emulator (one ROM load) films every game: each starts from its own saved state.
     emulator = Emulator(cfg, seed=0)
     paths = []
@@ -222,11 +229,11 @@ def write_videos(
 
 
 def videos_by_step(folder: Path) -> list[tuple[int, Path]]:
-    """The videos in `folder` with the agent step they were filmed at, oldest first (by
-    step, then by when they were written: `eval --video` films after training's last
-    evaluation at the same step)."""
+    """The videos in `folder` and below with the agent step they were filmed at, oldest
+    first (by step, then by when they were written: `eval --video` films after training's
+    last evaluation at the same step)."""
     found = []
-    for path in folder.glob("*.mp4"):
+    for path in folder.rglob("*.mp4"):
         parts = path.stem.rsplit("-", 2)  # <game>-<step>-game<i>
         if len(parts) == 3 and parts[1].isdigit():
             found.append((int(parts[1]), path.stat().st_mtime_ns, path))

@@ -16,11 +16,11 @@ from quick_runs import QUIET, ROOT, SMOKE
 from atari_dqn.configfile import load_config
 from atari_dqn.env.atari import action_meanings
 from atari_dqn.errors import ConfigError
-from atari_dqn.evaluate import eval_env_config, evaluate
+from atari_dqn.evaluate import eval_env_config, evaluate, evaluate_run
 from atari_dqn.learner import Learner
 from atari_dqn.report import write_report
 from atari_dqn.runs import train
-from atari_dqn.video import FRAME_SIZE, GameRecorder, parse_choice, write_videos
+from atari_dqn.video import FRAME_SIZE, GameRecorder, VideoError, parse_choice, write_videos
 
 FAST = QUIET
 # Short evaluation games: the cap ends a game that a poor agent would not.
@@ -99,8 +99,9 @@ def test_recording_plays_the_same_games_and_a_replay_that_differs_is_refused(tmp
     assert [frames_and_size(p)[0] for p in both] == recorded.steps
     traces[1].actions[:] = [1] * len(traces[1].actions)  # FIRE only: another game
     traces[1].score += 1000
-    with pytest.raises(RuntimeError, match="not be the evaluated game"):
+    with pytest.raises(VideoError, match="not be the evaluated game"):
         write_videos(traces, [0, 1], eval_env_config(cfg), names, tmp_path / "b", 0)
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["Breakout-0-game1.mp4"]  # no game2
 
 
 def test_training_films_each_evaluations_median_game_and_the_report_shows_a_strip(tmp_path):
@@ -108,8 +109,13 @@ def test_training_films_each_evaluations_median_game_and_the_report_shows_a_stri
     cfg = load_config(SMOKE, [*FAST, *SHORT, "loop.total_steps=600", "eval.interval_steps=300",
                               "eval.episodes=2", "eval.video=true"])  # fmt: skip
     assert train(cfg, run) == 0
-    videos = sorted(p.name for p in (run / "videos").glob("*.mp4"))
-    assert len(videos) == 2 and videos[0].startswith("Breakout-300-game")
+    films = sorted((run / "videos" / "training").glob("*.mp4"))
+    assert len(films) == 2 and films[0].name.startswith("Breakout-300-game")
+    before = {p: p.read_bytes() for p in films}
+    # eval --video at the same step films other games, and never over training's films
+    assert evaluate_run(run, episodes=2, video="best") == 0
+    assert {p: p.read_bytes() for p in films} == before
+    assert len(list((run / "videos").glob("Breakout-600-game*.mp4"))) == 1
     write_report([run], tmp_path / "report")
     strip = cv2.imread(str(tmp_path / "report" / "run-strip.png"))
     assert strip is not None and strip.shape[0] == 210 and strip.shape[1] > 6 * 200
