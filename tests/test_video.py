@@ -48,12 +48,17 @@ def trained(tmp_path_factory) -> Path:
     return run
 
 
-def test_eval_video_films_the_best_median_and_worst_scored_games_frame_for_step(trained):
-    result = subprocess.run(
-        [sys.executable, "-m", "atari_dqn", "eval", "--run-dir", str(trained), "--episodes",
-         "3", "--video", "eval.max_episode_frames=1200"],
+def eval_3_games(run: Path, *args: str) -> subprocess.CompletedProcess:
+    """`eval --episodes 3` of `run` at the command line."""
+    return subprocess.run(
+        [sys.executable, "-m", "atari_dqn", "eval", "--run-dir", str(run), "--episodes", "3",
+         *args],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
+
+
+def test_eval_video_films_the_best_median_and_worst_scored_games_frame_for_step(trained):
+    result = eval_3_games(trained, "--video", "eval.max_episode_frames=1200")
     assert result.returncode == 0, result.stderr
     record = json.loads((trained / "eval.json").read_text())
     videos = sorted((trained / "videos").glob("*.mp4"))
@@ -67,11 +72,7 @@ def test_eval_video_films_the_best_median_and_worst_scored_games_frame_for_step(
 
 
 def test_a_bad_video_games_value_is_one_line_and_status_2(trained):
-    result = subprocess.run(
-        [sys.executable, "-m", "atari_dqn", "eval", "--run-dir", str(trained), "--episodes",
-         "3", "--video-games", "4"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = eval_3_games(trained, "--video-games", "4")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--video-games '4'" in lines[0], result.stderr
