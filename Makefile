@@ -47,7 +47,8 @@ bench: $(STAMP)
 	$(PY) -m atari_dqn bench all $(ARGS)
 
 # On a GPU machine whose python3 already has CUDA torch, numba, OpenCV, gymnasium, ale-py,
-# pytest and stable-baselines3: the CUDA tests, bench learner and bench e2e --quick.
+# pytest and stable-baselines3: the CUDA tests, bench learner and bench e2e --quick, each
+# under a time limit; records in $RESULTS (default benchmarks/results), the GPU named.
 bench-gpu:
 	PYTHON=$(PYTHON) benchmarks/bench_gpu.sh
 

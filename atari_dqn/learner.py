@@ -136,7 +136,10 @@ class Learner:
         # Its own generator: the init depends on `seed` only, not on torch's global RNG.
         generator = torch.Generator().manual_seed(seed)
         online = NatureCNN(n_actions, history_length, screen_size, generator=generator)
-        self._memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        channels_last = cfg.channels_last == "true" or (
+            cfg.channels_last == "auto" and self.device.type == "cpu"
+        )
+        self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.online = online.to(self.device, memory_format=self._memory_format)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
         self.optimizer = make_optimizer(self.online.parameters(), cfg, capturable=self.graphs)

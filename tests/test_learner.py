@@ -201,11 +201,13 @@ def test_overfitting_a_tiny_fixed_batch_reduces_loss():
 
 def test_channels_last_update_matches_the_contiguous_layout():
     batch = _batch()
-    a = Learner(4, LearnerConfig(**CPU, channels_last=False))
-    b = Learner(4, LearnerConfig(**CPU, channels_last=True))
+    a = Learner(4, LearnerConfig(**CPU, channels_last="false"))
+    b = Learner(4, LearnerConfig(**CPU, channels_last="true"))
     assert a.online.layers[0].weight.is_contiguous()
     assert b.online.layers[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert not b.online.layers[0].weight.is_contiguous()
+    default = Learner(4, LearnerConfig(**CPU))  # `auto`: channels-last on the CPU
+    assert default.online.layers[0].weight.is_contiguous(memory_format=torch.channels_last)
     for _ in range(3):
         ma, mb = a.update(batch), b.update(batch)
     torch.testing.assert_close(ma["loss"], mb["loss"], rtol=1e-4, atol=1e-6)
@@ -339,6 +341,7 @@ def test_on_cuda_torch_optimisers_are_captured_and_match_their_eager_steps(optim
 @cuda
 def test_on_cuda_acting_is_the_same_with_and_without_graphs():
     eager, graphed = _cuda_learner(cuda_graph="false"), _cuda_learner(cuda_graph="true")
+    assert graphed.online.layers[0].weight.is_contiguous()  # `auto`: no channels-last on CUDA
     stacks = _batch(size=16, seed=7).obs.numpy()
     for epsilon in (0.0, 0.3):
         a = eager.act(stacks, epsilon, np.random.default_rng(1))

@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import socket
 import sys
 from pathlib import Path
@@ -84,9 +85,11 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def record_stem(name: str | None, machine: dict[str, Any]) -> str:
-    """`<date>-<host>[-<name>]`: one record per benchmark, machine and day."""
+    """`<date>-<host>[-<gpu>][-<name>]`: one record per benchmark, machine and day; the GPU
+    is named so that a host's GPU records never replace its CPU-only ones."""
     now = _dt.datetime.now(_dt.timezone.utc)
-    return f"{now:%Y-%m-%d}-{machine['host']}" + (f"-{name}" if name else "")
+    gpu = re.sub(r"[^a-z0-9]+", "-", machine["gpu"].lower()).strip("-") if machine["gpu"] else ""
+    return "-".join(part for part in (f"{now:%Y-%m-%d}", machine["host"], gpu, name) if part)
 
 
 def write_results(
