@@ -27,7 +27,7 @@ from atari_dqn.errors import ConfigError
 from atari_dqn.rundir import RunDir
 from atari_dqn.scores import human_normalized, lookup
 from atari_dqn.stats import bootstrap_ci, iqm, stratified_bootstrap_ci
-from atari_dqn.video import frame_strip, videos_by_step
+from atari_dqn.video import film_step_and_game, frame_strip, videos_by_step
 
 PAPER_FRAMES = 200_000_000  # 50M agent steps x 4 frames (Nature, Methods)
 
@@ -258,12 +258,33 @@ def plot_run(run: RunSummary, out: Path) -> Path:
     return path
 
 
+def _strip_film(run: RunDir, videos: list[tuple[int, Path]]) -> tuple[int, Path]:
+    """The film the strip shows, and its step: the latest film, except that of the games
+    `eval --video` filmed for eval.json (best, median and worst by default), the
+    median-scoring one rather than whichever was written last."""
+    step, latest = videos[-1]
+    record = run.read_record(run.eval_record)
+    if record is None or record["agent_steps"] != step or latest.parent != run.videos:
+        return step, latest
+    scores = record["scores"]
+    films = sorted(
+        (scores[game - 1], path)
+        for at, path in videos
+        if at == step
+        and path.parent == run.videos
+        and (game := film_step_and_game(path)[1]) <= len(scores)
+    )
+    return step, films[(len(films) - 1) // 2][1] if films else latest
+
+
 def _watch(run: RunSummary, out: Path) -> list[str]:
-    """Report lines showing the run's latest video as a strip of frames, and its videos."""
-    videos = videos_by_step(RunDir(run.path).videos)
+    """Report lines showing the run's latest film (`_strip_film`) as a strip of frames, and
+    links to all its films."""
+    run_dir = RunDir(run.path)
+    videos = videos_by_step(run_dir.videos)
     if not videos:
         return []
-    step, latest = videos[-1]
+    step, latest = _strip_film(run_dir, videos)
     strip = frame_strip(latest, out / f"{run.path.name}-strip.png")
     links = ", ".join(
         f"[{path.name}]({os.path.relpath(path, out)})" for _, path in videos

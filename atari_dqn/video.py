@@ -234,10 +234,18 @@ def videos_by_step(folder: Path) -> list[tuple[int, Path]]:
     last evaluation at the same step)."""
     found = []
     for path in folder.rglob("*.mp4"):
-        parts = path.stem.rsplit("-", 2)  # <game>-<step>-game<i>
-        if len(parts) == 3 and parts[1].isdigit():
-            found.append((int(parts[1]), path.stat().st_mtime_ns, path))
+        if (named := film_step_and_game(path)) is not None:
+            found.append((named[0], path.stat().st_mtime_ns, path))
     return [(step, path) for step, _, path in sorted(found)]
+
+
+def film_step_and_game(path: Path) -> tuple[int, int] | None:
+    """(agent step, game number from 1) of a film named `<game>-<step>-game<i>.mp4`; None
+    for any other name."""
+    parts = path.stem.rsplit("-", 2)
+    if len(parts) == 3 and parts[1].isdigit() and parts[2].removeprefix("game").isdigit():
+        return int(parts[1]), int(parts[2].removeprefix("game"))
+    return None
 
 
 def frame_strip(video: Path, png: Path, count: int = 6, height: int = 210) -> Path | None:

@@ -4,6 +4,7 @@ the films of training's evaluations, and the report's strip of frames."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,11 +21,22 @@ from atari_dqn.evaluate import eval_env_config, evaluate, evaluate_run
 from atari_dqn.learner import Learner
 from atari_dqn.report import write_report
 from atari_dqn.runs import train
-from atari_dqn.video import FRAME_SIZE, GameRecorder, VideoError, parse_choice, write_videos
+from atari_dqn.video import (
+    FRAME_SIZE,
+    GameRecorder,
+    VideoError,
+    film_step_and_game,
+    parse_choice,
+    write_videos,
+)
 
 FAST = QUIET
 # Short evaluation games: the cap ends a game that a poor agent would not.
 SHORT = ["eval.max_episode_frames=1200", "loop.num_envs=2"]
+
+
+def _written(path: Path) -> int:
+    return path.stat().st_mtime_ns
 
 
 def frames_and_size(path: Path) -> tuple[int, tuple[int, int]]:
@@ -114,12 +126,22 @@ def test_training_films_each_evaluations_median_game_and_the_report_shows_a_stri
     assert len(films) == 2 and films[0].name.startswith("Breakout-300-game")
     before = {p: p.read_bytes() for p in films}
     # eval --video at the same step films other games, and never over training's films
-    assert evaluate_run(run, episodes=2, video="best") == 0
+    assert evaluate_run(run, episodes=3, video="best,median,worst") == 0
     assert {p: p.read_bytes() for p in films} == before
-    assert len(list((run / "videos").glob("Breakout-600-game*.mp4"))) == 1
+    eval_films = sorted((run / "videos").glob("Breakout-600-game*.mp4"), key=_written)
+    assert 1 <= len(eval_films) <= 3  # fewer where best, median and worst share a game
+    # Scores that make the first film written the median one and the last the best, so the
+    # report's choice is seen (a short game's scores often tie).
+    record = json.loads((run / "eval.json").read_text())
+    for film, score in zip(eval_films, [5.0, 1.0, 9.0][: len(eval_films) - 1] + [9.0], strict=True):
+        record["scores"][film_step_and_game(film)[1] - 1] = score
+    (run / "eval.json").write_text(json.dumps(record))
     write_report([run], tmp_path / "report")
     strip = cv2.imread(str(tmp_path / "report" / "run-strip.png"))
     assert strip is not None and strip.shape[0] == 210 and strip.shape[1] > 6 * 200
     text = (tmp_path / "report" / "report.md").read_text()
-    assert "run-strip.png" in text and "Breakout-600-game" in text
+    assert "run-strip.png" in text
+    # The strip is of the median-scoring game that eval --video filmed, not the last filmed.
+    shown = re.search(r"The agent at 600 agent steps \((Breakout-600-game\d+\.mp4)\)", text)
+    assert shown and shown[1] == eval_films[0].name
     assert np.isfinite(strip).all()
