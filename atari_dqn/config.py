@@ -12,7 +12,8 @@ rest of the code takes sections whole and trusts them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass, field, fields
 from typing import ClassVar, Literal
 
 from atari_dqn.errors import ConfigError
@@ -29,6 +30,16 @@ class _Section:
     def __post_init__(self) -> None:
         for name, rule in self.KEY_RANGES.items():
             _check_range(f"{self.NAME}.{name}", getattr(self, name), rule)
+        # A word setting built in Python (not read from YAML) must still be one of its words:
+        # `channels_last=True` would otherwise read as neither "true" nor "auto".
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            choices = typing.get_args(hints[f.name])
+            if typing.get_origin(hints[f.name]) is Literal and getattr(self, f.name) not in choices:
+                raise ConfigError(
+                    f"{self.NAME}.{f.name}: expected one of {', '.join(map(repr, choices))}, "
+                    f"got {getattr(self, f.name)!r}"
+                )
 
 
 def _check_range(key: str, value: float, rule: str) -> None:

@@ -161,6 +161,9 @@ def test_a_section_built_directly_checks_its_own_rules():
         EnvConfig(noop_max=-1)
     with pytest.raises(ConfigError, match="learner.batch_size must be positive"):
         LearnerConfig(batch_size=0)
+    # A word setting takes its words, not a bool: True would read as neither "true" nor "auto".
+    with pytest.raises(ConfigError, match="learner.channels_last: expected one of 'auto'"):
+        LearnerConfig(channels_last=True)
     assert EnvConfig(game="ALE/space_invaders-v5").game == "SpaceInvaders"
 
 
