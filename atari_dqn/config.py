@@ -12,6 +12,7 @@ rest of the code takes sections whole and trusts them.
 
 from __future__ import annotations
 
+import difflib
 import typing
 from dataclasses import dataclass, field, fields
 from typing import ClassVar, Literal
@@ -30,16 +31,22 @@ class _Section:
     def __post_init__(self) -> None:
         for name, rule in self.KEY_RANGES.items():
             _check_range(f"{self.NAME}.{name}", getattr(self, name), rule)
-        # A word setting built in Python (not read from YAML) must still be one of its words:
-        # `channels_last=True` would otherwise read as neither "true" nor "auto".
+        # A word setting is one of its words, however the section was built (in Python,
+        # `channels_last=True` would otherwise read as neither "true" nor "auto").
         hints = typing.get_type_hints(type(self))
         for f in fields(self):
-            choices = typing.get_args(hints[f.name])
-            if typing.get_origin(hints[f.name]) is Literal and getattr(self, f.name) not in choices:
+            choices, value = typing.get_args(hints[f.name]), getattr(self, f.name)
+            if typing.get_origin(hints[f.name]) is Literal and value not in choices:
                 raise ConfigError(
                     f"{self.NAME}.{f.name}: expected one of {', '.join(map(repr, choices))}, "
-                    f"got {getattr(self, f.name)!r}"
+                    f"got {value!r}" + did_you_mean(str(value), [str(c) for c in choices])
                 )
+
+
+def did_you_mean(name: str, options: list[str]) -> str:
+    """`; did you mean 'x'?` for the option closest to a misspelt `name`, else ''."""
+    match = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
+    return f"; did you mean '{match[0]}'?" if match else ""
 
 
 def _check_range(key: str, value: float, rule: str) -> None:

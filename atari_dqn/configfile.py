@@ -8,34 +8,22 @@ against its field's type, and then the sections check their own rules.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from atari_dqn.config import Config
+from atari_dqn.config import Config, did_you_mean
 from atari_dqn.errors import ConfigError
-
-
-def _closest(name: str, options: list[str]) -> str:
-    match = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
-    return f"; did you mean '{match[0]}'?" if match else ""
 
 
 def _coerce(key: str, hint: Any, value: Any) -> Any:
     """Check `value` against the field's type hint, converting the harmless cases."""
     origin = typing.get_origin(hint)
-    if origin is Literal:
-        choices = typing.get_args(hint)
-        if isinstance(value, bool) and str(value).lower() in choices:
+    if origin is Literal:  # the section checks that it is one of its words
+        if isinstance(value, bool) and str(value).lower() in typing.get_args(hint):
             value = str(value).lower()  # YAML reads `true` as a bool; the choice is the word
-        if value not in choices:
-            raise ConfigError(
-                f"{key}: expected one of {', '.join(map(repr, choices))}, got {value!r}"
-                + _closest(str(value), [str(c) for c in choices])
-            )
         return value
     if hint is bool:
         if isinstance(value, bool):
@@ -73,7 +61,7 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
         if name not in names:
             where = f"section '{prefix.rstrip('.')}'" if prefix else "the top level"
             raise ConfigError(
-                f"unknown config key '{prefix}{name}'{_closest(str(name), names)} "
+                f"unknown config key '{prefix}{name}'{did_you_mean(str(name), names)} "
                 f"(valid keys in {where}: {', '.join(names)})"
             )
         hint = hints[name]
