@@ -3,7 +3,8 @@
 Reads what runs write (`config.yaml`, `metrics.csv`, `evals.csv`, `eval.json`) and the
 game's action names from ale-py, so a report can be made wherever the run directories are
 copied to and atari-dqn is installed. Every row states the frames a run trained for: a short
-run is never silently compared with the paper's 200M-frame figure.
+run is never silently compared with the paper's 200M-frame figure, and a score from games
+cut shorter than the paper's 5-minute evaluation games is marked wherever it is shown.
 
 Nothing that differs is pooled: each row is one (game, config, budget) group, whose seeds
 pool; the same seed twice in a group is an error. The aggregate across games takes one
@@ -30,6 +31,9 @@ from atari_dqn.stats import bootstrap_ci, iqm, stratified_bootstrap_ci
 from atari_dqn.video import film_step_and_game, frame_strip, videos_by_step
 
 PAPER_FRAMES = 200_000_000  # 50M agent steps x 4 frames (Nature, Methods)
+PAPER_GAME_FRAMES = 18_000  # an evaluation game's cap: 5 minutes at 60 Hz (Methods)
+CUT = "†"
+"""Marks a score from games cut shorter than the paper's (`game_table` says at what)."""
 
 
 @dataclass(frozen=True)
@@ -41,13 +45,21 @@ class RunSummary:
     seed: int
     frames: int
     scores: list[float]
-    source: str  # "eval.json" or "evals.csv (last evaluation)"
+    source: str  # "eval.json", "evals.csv (last evaluation)" or "its last 100 training games"
     actions: list[str]  # the game's action names, in the order of metrics.csv's counts
+    scored_games: str  # "evaluation" or "training": the games the scores are of
+    game_frames_cap: int  # emulator frames at which those games were cut
     changes: tuple[str, ...] = ()  # the experiment's settings that differ from Nature's
 
     @property
     def mean(self) -> float:
         return float(np.mean(self.scores))
+
+    @property
+    def cut_short(self) -> bool:
+        """Whether its games were cut before the paper's evaluation games would have been: a
+        game stopped early is scored on part of it, so its score is not the paper's kind."""
+        return self.game_frames_cap < PAPER_GAME_FRAMES
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -60,11 +72,21 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 # Settings that change how a run is computed or logged, not the experiment: runs that
 # differ only in them pool. The budget (loop.total_steps) is a column of its own.
 _NOT_THE_EXPERIMENT = {
-    "seed", "env.game", "loop.total_steps", "eval.interval_steps", "eval.episodes",
-    "replay.prefetch", "loop.overlap", "learner.device", "learner.torch_threads",
-    "learner.compile", "learner.channels_last", "learner.cuda_graph",
-    "learner.stop_on_nonfinite", "eval.video",
-}  # fmt: skip
+    "seed",
+    "env.game",
+    "loop.total_steps",
+    "eval.interval_steps",
+    "eval.episodes",
+    "replay.prefetch",
+    "loop.overlap",
+    "learner.device",
+    "learner.torch_threads",
+    "learner.compile",
+    "learner.channels_last",
+    "learner.cuda_graph",
+    "learner.stop_on_nonfinite",
+    "eval.video",
+}
 _SECTIONS_NOT_THE_EXPERIMENT = ("logging.", "checkpoint.")
 
 
@@ -80,16 +102,24 @@ def experiment_changes(cfg: Config) -> tuple[str, ...]:
     )
 
 
-def _final_scores(run: RunDir, cfg: Config) -> tuple[int, list[float], str]:
-    """(frames trained, scores, where they come from) by the run's `eval.scores_from`."""
+def _final_scores(run: RunDir, cfg: Config) -> tuple[int, list[float], str, int]:
+    """(frames trained, scores, where they come from, the emulator frames at which their
+    games were cut) by the run's `eval.scores_from`."""
     if cfg.eval.scores_from == "training":
         record = run.read_record(run.training_games)
         if not record or not record["scores"]:
             raise ConfigError(f"'{run}' has finished no training game yet (eval.scores_from)")
-        return record["emulator_frames"], record["scores"], "its last 100 training games"
+        # Training games are cut by the training cap. They are marked by the same rule as
+        # evaluation games: a game cut short is scored on part of it, whatever it was for.
+        source = "its last 100 training games"
+        return record["emulator_frames"], record["scores"], source, cfg.env.max_episode_frames
     record = run.read_record(run.eval_record)
     if record is not None:
-        return record["emulator_frames"], record["scores"], "eval.json"
+        # `eval` takes eval.* overrides, so the protocol it records is the one its games were
+        # played by; a record without one was played by the run's config.
+        protocol = record.get("protocol", {})
+        cap = protocol.get("max_episode_frames", cfg.eval.max_episode_frames)
+        return record["emulator_frames"], record["scores"], "eval.json", cap
     evals = _read_csv(run.evals_csv)
     if not evals:
         raise ConfigError(
@@ -97,7 +127,8 @@ def _final_scores(run: RunDir, cfg: Config) -> tuple[int, list[float], str]:
         )
     last = evals[-1]
     scores = [float(x) for x in last["scores"].split()]
-    return int(last["emulator_frames"]), scores, "evals.csv (last evaluation)"
+    source = "evals.csv (last evaluation)"
+    return int(last["emulator_frames"]), scores, source, cfg.eval.max_episode_frames
 
 
 def summarise_run(run_dir: Path) -> RunSummary:
@@ -105,7 +136,7 @@ def summarise_run(run_dir: Path) -> RunSummary:
     was run, else its last evaluation; with `training`, its last 100 training games."""
     run = RunDir(run_dir)
     cfg = run.read_config()
-    frames, scores, source = _final_scores(run, cfg)
+    frames, scores, source, cap = _final_scores(run, cfg)
     return RunSummary(
         run.path,
         cfg.env.game,
@@ -114,12 +145,36 @@ def summarise_run(run_dir: Path) -> RunSummary:
         scores,
         source,
         action_meanings(cfg.env),
+        cfg.eval.scores_from,
+        cap,
         experiment_changes(cfg),
     )
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:,.{digits}f}"
+
+
+def _frames_text(frames: int) -> str:
+    """Emulator frames, readable at every size: `8,000`, `0.11M`, `2.4M`, `200.0M`."""
+    if frames < 100_000:
+        return f"{frames:,}"
+    return f"{frames / 1e6:.{2 if frames < 1_000_000 else 1}f}M"
+
+
+def _mark(runs: list[RunSummary]) -> str:
+    """`CUT` if any of `runs` is scored from games cut short, else nothing."""
+    return CUT if any(run.cut_short for run in runs) else ""
+
+
+def _cut_legend(runs: list[RunSummary]) -> list[str]:
+    """What `CUT` means, a line for each kind of games and cap among `runs` that is marked."""
+    cuts = sorted({(run.scored_games, run.game_frames_cap) for run in runs if run.cut_short})
+    return [
+        f"{CUT} scores from {games} games cut at {cap:,} frames, under the paper's "
+        f"{PAPER_GAME_FRAMES:,}-frame cap: not comparable with the paper's scores"
+        for games, cap in cuts
+    ]
 
 
 Group = tuple[str, tuple[str, ...], int]  # game, experiment changes, frames trained
@@ -156,7 +211,8 @@ def _group_scores(group: list[RunSummary]) -> tuple[float, float, float, str]:
 
 
 def game_table(groups: dict[Group, list[RunSummary]]) -> str:
-    """One row per (game, config, budget) group, beside the paper."""
+    """One row per (game, config, budget) group, beside the paper; `CUT` marks the scores of
+    games cut short, and a legend under the table says at what."""
     labels = _config_labels(groups)
     lines = [
         "| game | config | frames trained | ours (mean, 95% CI over) | Nature DQN | random "
@@ -166,19 +222,23 @@ def game_table(groups: dict[Group, list[RunSummary]]) -> str:
     for (game, changes, frames), group in groups.items():
         mean, low, high, over = _group_scores(group)
         paper = lookup(game)
-        budget = f"{frames / 1e6:.1f}M" if frames >= 100_000 else f"{frames:,}"
+        budget = _frames_text(frames)
         if frames < PAPER_FRAMES:
             budget += f" (paper: {PAPER_FRAMES / 1e6:.0f}M)"
         nature = paper.nature_dqn if paper else None
         ours_hns = human_normalized(game, mean) if paper else None
         nature_hns = human_normalized(game, nature) if nature is not None else None
+        mark = _mark(group)
         lines.append(
             f"| {game} | {labels[changes]} | {budget} "
-            f"| {_fmt(mean)} [{_fmt(low)}, {_fmt(high)}] {over} | {_fmt(nature)} "
+            f"| {_fmt(mean)}{mark} [{_fmt(low)}, {_fmt(high)}] {over} | {_fmt(nature)} "
             f"| {_fmt(paper.random if paper else None)} | {_fmt(paper.human if paper else None)} "
-            f"| {_fmt(ours_hns)} | {_fmt(nature_hns)} "
+            f"| {_fmt(ours_hns)}{mark if ours_hns is not None else ''} | {_fmt(nature_hns)} "
             f"| {', '.join(str(r.seed) for r in group)} |"
         )
+    cut = _cut_legend([run for group in groups.values() for run in group])
+    if cut:
+        lines += ["", *cut]
     legend = [f"- {label}: {', '.join(changes)}" for changes, label in labels.items() if changes]
     if legend:
         lines += ["", "Configs other than the Nature paper's, by what they change:", *legend]
@@ -209,48 +269,65 @@ def aggregate(
     return stats, [key for key, _ in chosen.values()]
 
 
+def _frames_unit(largest: int) -> tuple[float, str]:
+    """(divisor, x-axis label) for emulator frames up to `largest`: frames in millions,
+    thousands or ones, whichever keeps a tick label to a few digits (8,000 frames in
+    millions ran the labels of a short run together: 0.00400.0045...)."""
+    if largest >= 1_000_000:
+        return 1e6, "emulator frames (M)"
+    if largest >= 10_000:
+        return 1e3, "emulator frames (thousands)"
+    return 1.0, "emulator frames"
+
+
 def plot_run(run: RunSummary, out: Path) -> Path:
     """Eval score against frames (Nature's score as a line), loss, mean Q, epsilon, actions."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     run_dir, game = RunDir(run.path), run.game
     metrics = _read_csv(run_dir.metrics_csv)
     evals = _read_csv(run_dir.evals_csv)
+    eval_frames = np.array([int(r["emulator_frames"]) for r in evals])
+    frames = np.array([int(r["emulator_frames"]) for r in metrics])
+    divisor, xlabel = _frames_unit(max([*eval_frames, *frames], default=0))
     fig, axes = plt.subplots(2, 3, figsize=(15, 8))
     ax = axes[0, 0]
     if evals:
-        x = np.array([int(r["emulator_frames"]) for r in evals]) / 1e6
         y = np.array([float(r["mean_score"]) for r in evals])
         lo = np.array([float(r["ci_low"]) for r in evals])
         hi = np.array([float(r["ci_high"]) for r in evals])
-        ax.plot(x, y, marker="o", label="ours (eval, eps 0.05)")
-        ax.fill_between(x, lo, hi, alpha=0.2)
+        ax.plot(eval_frames / divisor, y, marker="o", label="ours (eval, eps 0.05)")
+        ax.fill_between(eval_frames / divisor, lo, hi, alpha=0.2)
     paper = lookup(game)
     if paper is not None and paper.nature_dqn is not None:
         ax.axhline(paper.nature_dqn, color="k", ls="--", label="Nature DQN (200M frames)")
     if paper is not None:
         ax.axhline(paper.random, color="grey", ls=":", label="random")
-    ax.set(title=f"{game}: evaluation score", xlabel="emulator frames (M)", ylabel="raw score")
+    ax.set(title=f"{game}: evaluation score", ylabel="raw score")
     ax.legend(fontsize=8)
-    frames = np.array([int(r["emulator_frames"]) for r in metrics]) / 1e6
     for ax, key, title in (
         (axes[0, 1], "mean_return_100", "training return (last 100 games)"),
         (axes[0, 2], "loss", "loss"),
         (axes[1, 0], "mean_max_q", "mean max Q"),
         (axes[1, 1], "epsilon", "epsilon"),
     ):
-        ax.plot(frames, [float(r[key]) for r in metrics])
-        ax.set(title=title, xlabel="emulator frames (M)")
+        ax.plot(frames / divisor, [float(r[key]) for r in metrics])
+        ax.set(title=title)
     ax = axes[1, 2]
     if metrics:
         counts = np.array([[int(c) for c in r["action_counts"].split()] for r in metrics], float)
         fractions = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-        ax.stackplot(frames, fractions.T, labels=run.actions)
+        ax.stackplot(frames / divisor, fractions.T, labels=run.actions)
         ax.legend(fontsize=7, loc="upper right")
-    ax.set(title="action histogram", xlabel="emulator frames (M)", ylabel="fraction")
+    ax.set(title="action histogram", ylabel="fraction")
+    for ax in axes.flat:
+        ax.set_xlabel(xlabel)
+        # At most seven round numbers: four-digit labels then fit side by side in a panel.
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
     fig.tight_layout()
     path = out / f"{run_dir.name}.png"
     fig.savefig(path, dpi=80)
@@ -286,13 +363,56 @@ def _watch(run: RunSummary, out: Path) -> list[str]:
         return []
     step, latest = _strip_film(run_dir, videos)
     strip = frame_strip(latest, out / f"{run.path.name}-strip.png")
-    links = ", ".join(
-        f"[{path.name}]({os.path.relpath(path, out)})" for _, path in videos
-    )  # fmt: skip
+    links = ", ".join(f"[{path.name}]({os.path.relpath(path, out)})" for _, path in videos)
     lines = [f"The agent at {step:,} agent steps ({latest.name}):", ""]
     if strip is not None:
         lines += [f"![{latest.name}]({strip.name})", ""]
     return [*lines, f"Videos: {links}", ""]
+
+
+def _aggregate_lines(groups: dict[Group, list[RunSummary]]) -> list[str]:
+    """The aggregate's lines (`aggregate`), its score marked if a game of it is, and the
+    groups it takes."""
+    stats, used = aggregate(groups)
+    if not used:
+        return []
+    runs = [run for key in used for run in groups[key]]
+    mark = _mark(runs)
+    # The stratified bootstrap resamples each game's seeds: with one seed per game every
+    # resample is the same runs, so its interval has no width and says nothing.
+    several = any(len(groups[key]) > 1 for key in used)
+    lines = []
+    for name, (point, low, high) in stats.items():
+        spread = (
+            f"95% stratified bootstrap CI [{low:.1f}, {high:.1f}]"
+            if several
+            else "one run per game: no interval"
+        )
+        lines.append(
+            f"- {name}: {point:.1f}{mark} ({spread}) over {len(used)} game(s), {len(runs)} run(s)"
+        )
+    labels = _config_labels(groups)
+    taken = "; ".join(
+        f"{game}{_mark(groups[(game, changes, frames)])} ({labels[changes]}, "
+        f"{_frames_text(frames)} frames, {len(groups[(game, changes, frames)])} seed(s))"
+        for game, changes, frames in used
+    )
+    return [*lines, f"- from: {taken}"]
+
+
+def _run_lines(run: RunSummary, out: Path) -> list[str]:
+    """The run's section of report.md: what it is, its score (marked if cut short), its plot
+    and its films."""
+    png = plot_run(run, out)
+    return [
+        f"### {run.path.name}",
+        f"{run.game}, seed {run.seed}, {run.frames:,} frames; score {_fmt(run.mean)}"
+        f"{_mark([run])} from {run.source}.",
+        "",
+        f"![{run.path.name}]({png.name})",
+        "",
+        *_watch(run, out),
+    ]
 
 
 def write_report(run_dirs: list[Path], out: Path) -> int:
@@ -304,37 +424,11 @@ def write_report(run_dirs: list[Path], out: Path) -> int:
     groups = group_runs(runs)
     out.mkdir(parents=True, exist_ok=True)
     table = game_table(groups)
-    stats, used = aggregate(groups)
-    seeds = sum(len(groups[key]) for key in used)
-    summary = []
-    for name, (point, low, high) in stats.items():
-        # Resampling a single run gives that run back: there is no interval to report.
-        spread = (
-            f"95% stratified bootstrap CI [{low:.1f}, {high:.1f}]"
-            if seeds > 1
-            else "one run, no CI"
-        )
-        summary.append(f"- {name}: {point:.1f} ({spread}) over {len(used)} game(s), {seeds} run(s)")
-    labels = _config_labels(groups)
-    if used:
-        summary.append(
-            "- from: " + "; ".join(
-                f"{g} ({labels[c]}, {f / 1e6:.1f}M frames, {len(groups[(g, c, f)])} seed(s))"
-                for g, c, f in used
-            )
-        )  # fmt: skip
+    summary = _aggregate_lines(groups)
     lines = ["# atari-dqn report", "", table, "## Aggregate (human-normalised %)", "", *summary]
     lines += ["", "## Runs", ""]
     for run in runs:
-        png = plot_run(run, out)
-        lines += [
-            f"### {run.path.name}",
-            f"{run.game}, seed {run.seed}, {run.frames:,} frames; score from {run.source}.",
-            "",
-            f"![{run.path.name}]({png.name})",
-            "",
-            *_watch(run, out),
-        ]
+        lines += _run_lines(run, out)
     (out / "report.md").write_text("\n".join(lines))
     print(table)
     print("human-normalised %:", *summary, sep="\n")

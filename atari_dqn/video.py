@@ -9,9 +9,10 @@ score comes from, and recording costs the evaluation only the Q-values it keeps.
 
 Each video frame is the 210x160 screen scaled 2x (420 x 320 pixels), and beside it a panel
 of 320 x 420: the step, the running score and the lives, whether the action was greedy or
-random, and a bar of Q(s, a) per action, named, the chosen one highlighted. One frame per
-agent step, at 15 frames per second (real time: 4 emulator frames per step at 60 Hz). 2x
-rather than more because encoding is most of what filming costs and grows with the pixels.
+random, and per action its name, Q(s, a) and a bar as long as it, drawn from a zero line
+on one scale for the whole game, the chosen action's highlighted. One frame per agent
+step, at 15 frames per second (real time: 4 emulator frames per step at 60 Hz). 2x rather
+than more because encoding is most of what filming costs and grows with the pixels.
 Written with OpenCV's `VideoWriter` (MPEG-4, `mp4v`), already a dependency, which every
 common player opens.
 """
@@ -36,6 +37,7 @@ SCREEN_WIDTH = 160 * SCALE
 PANEL_WIDTH = 320
 FPS = 15
 _QUEUED = 16
+_STRIP_BORDER = 3  # pixels of grey around each frame of a strip
 FRAME_SIZE = (210 * SCALE, SCREEN_WIDTH + PANEL_WIDTH)  # (height, width) = (420, 640)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _CHOSEN, _OTHER, _TEXT, _RANDOM = (0, 165, 255), (150, 150, 150), (235, 235, 235), (60, 60, 230)
@@ -122,37 +124,79 @@ def choose(scores: list[float], choice: list[str] | list[int]) -> list[int]:
 
 
 def _rows(count: int) -> tuple[int, int]:
-    """(top, height) of the panel's rows, one per action."""
-    return 86, min(30, (FRAME_SIZE[0] - 90) // count)
+    """(top, height) of the panel's rows, one per action (18 at most, ale-py's full set)."""
+    top = 92  # below the text above the rows, and the zero line's label
+    return top, min(30, (FRAME_SIZE[0] - top - 4) // count)
 
 
-def _blank(names: list[str]) -> np.ndarray:
-    """A frame with what every frame of a game shares: the action names in the panel."""
+# The rows: the action's name, its bar, its value. Their text is as large as the rows of all
+# 18 actions allow, to stay legible where a page shows the frame smaller (`frame_strip`).
+_ROW_FONT = 0.5
+_BAR_LEFT = 128  # right of the longest name, DOWNRIGHTFIRE
+_VALUE_LEFT = PANEL_WIDTH - 62  # room for -99.999, right-aligned
+_BAR_SPAN = _VALUE_LEFT - 8 - _BAR_LEFT
+
+
+def _bar_axis(low: float, high: float) -> tuple[int, float]:
+    """(column of Q = 0 in the panel, pixels per unit of Q) for a game whose Q-values lie in
+    [low, high]. One scale for the whole game, spanning zero as well as its values, so that
+    a bar's length is its value's size: bars that started at the lowest value would make
+    0.053 an empty bar beside a full one of 0.067."""
+    low, high = min(low, 0.0), max(high, 0.0)
+    pixels_per_unit = (_BAR_SPAN - 1) / max(high - low, 1e-6)  # the zero line takes a column
+    return _BAR_LEFT + round(-low * pixels_per_unit), pixels_per_unit
+
+
+def _blank(names: list[str], axis: tuple[int, float]) -> np.ndarray:
+    """A frame with what every frame of a game shares: the action names, and the bars' zero
+    line (labelled 0) from `_bar_axis`, in the panel."""
     frame = np.zeros((*FRAME_SIZE, 3), np.uint8)
     panel = frame[:, SCREEN_WIDTH:]  # a view: OpenCV draws into the frame
     top, row = _rows(len(names))
     for i, name in enumerate(names):
-        cv2.putText(panel, name, (8, top + i * row + row - 6), _FONT, 0.4, _TEXT, 1, cv2.LINE_AA)
+        cv2.putText(
+            panel, name, (8, top + i * row + row - 6), _FONT, _ROW_FONT, _TEXT, 1, cv2.LINE_AA
+        )
+    zero_x = axis[0]
+    cv2.line(panel, (zero_x, top - 2), (zero_x, top + len(names) * row - 2), _TEXT, 1)
+    cv2.putText(panel, "0", (zero_x - 4, top - 5), _FONT, 0.4, _TEXT, 1, cv2.LINE_AA)
     return frame
 
 
-def _draw_panel(panel: np.ndarray, q: np.ndarray, low: float, high: float, action: int,
-                explored: bool, header: str, name: str) -> None:  # fmt: skip
+def _draw_panel(
+    panel: np.ndarray,
+    q: np.ndarray,
+    axis: tuple[int, float],
+    action: int,
+    explored: bool,
+    header: str,
+    name: str,
+) -> None:
+    """The step's text and a bar per Q(s, a) on `axis` (`_bar_axis`): from the zero line
+    that `_blank` drew, to its right for a positive value and to its left for a negative
+    one, never over the line."""
     cv2.putText(panel, header, (8, 22), _FONT, 0.5, _TEXT, 1, cv2.LINE_AA)
     cv2.putText(panel, f"action: {name}", (8, 46), _FONT, 0.5, _TEXT, 1, cv2.LINE_AA)
     how, colour = ("random (epsilon)", _RANDOM) if explored else ("greedy", _CHOSEN)
     cv2.putText(panel, how, (8, 70), _FONT, 0.5, colour, 1, cv2.LINE_AA)
     top, row = _rows(len(q))
-    span = max(high - low, 1e-6)
-    bar_left, bar_span = 118, PANEL_WIDTH - 188  # names: at most 13 characters (ale-py)
+    zero_x, pixels_per_unit = axis
     for i, value in enumerate(q):
         y = top + i * row
-        width = int((value - low) / span * bar_span) + 2
-        cv2.rectangle(
-            panel, (bar_left, y), (bar_left + width, y + row - 4),
-            _CHOSEN if i == action else _OTHER, -1,
-        )  # fmt: skip
-        cv2.putText(panel, f"{value:.3f}", (PANEL_WIDTH - 62, y + row - 6), _FONT, 0.4, _TEXT, 1)
+        length = round(abs(float(value)) * pixels_per_unit)
+        if length:
+            side = 1 if value > 0 else -1
+            cv2.rectangle(
+                panel,
+                (zero_x + side, y),
+                (zero_x + side * length, y + row - 4),
+                _CHOSEN if i == action else _OTHER,
+                -1,
+            )
+        text = f"{value:.3f}"
+        width = cv2.getTextSize(text, _FONT, _ROW_FONT, 1)[0][0]
+        right_aligned = (PANEL_WIDTH - 6 - width, y + row - 6)  # the decimal points in line
+        cv2.putText(panel, text, right_aligned, _FONT, _ROW_FONT, _TEXT, 1, cv2.LINE_AA)
 
 
 def _write_video(trace: GameTrace, emulator: Emulator, names: list[str], path: Path) -> None:
@@ -162,8 +206,8 @@ def _write_video(trace: GameTrace, emulator: Emulator, names: list[str], path: P
         ale.getLegalActionSet() if emulator.cfg.full_action_space else ale.getMinimalActionSet()
     )
     q_all = np.stack(trace.q_values)
-    low, high = float(q_all.min()), float(q_all.max())
-    blank = _blank(names)
+    axis = _bar_axis(float(q_all.min()), float(q_all.max()))
+    blank = _blank(names, axis)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(
         str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (FRAME_SIZE[1], FRAME_SIZE[0])
@@ -181,11 +225,16 @@ def _write_video(trace: GameTrace, emulator: Emulator, names: list[str], path: P
             ):
                 frame = blank.copy()
                 screen = cv2.cvtColor(ale.getScreenRGB(), cv2.COLOR_RGB2BGR)
-                cv2.resize(screen, (SCREEN_WIDTH, FRAME_SIZE[0]), dst=frame[:, :SCREEN_WIDTH],
-                           interpolation=cv2.INTER_NEAREST)  # fmt: skip
+                cv2.resize(
+                    screen,
+                    (SCREEN_WIDTH, FRAME_SIZE[0]),
+                    dst=frame[:, :SCREEN_WIDTH],
+                    interpolation=cv2.INTER_NEAREST,
+                )
                 header = f"step {step + 1}  score {score:g}  lives {ale.lives()}"
-                _draw_panel(frame[:, SCREEN_WIDTH:], q, low, high, action, explored, header,
-                            names[action])  # fmt: skip
+                _draw_panel(
+                    frame[:, SCREEN_WIDTH:], q, axis, action, explored, header, names[action]
+                )
                 pending.append(encoder.submit(writer.write, frame))
                 if len(pending) > _QUEUED:
                     pending.popleft().result()
@@ -248,9 +297,15 @@ def film_step_and_game(path: Path) -> tuple[int, int] | None:
     return None
 
 
-def frame_strip(video: Path, png: Path, count: int = 6, height: int = 210) -> Path | None:
-    """`count` frames spread over `video`, side by side at `height` pixels, as one PNG: the
-    agent at a glance, without a video player. None if the video cannot be read."""
+def frame_strip(
+    video: Path, png: Path, count: int = 6, height: int = FRAME_SIZE[0], columns: int = 2
+) -> Path | None:
+    """`count` frames spread over `video`, `columns` to a row at `height` pixels, as one PNG:
+    the agent at a glance, without a video player. None if the video cannot be read.
+
+    Full size and two to a row by default: a page about 900 pixels wide (GitHub's README)
+    shows a row of two at 0.7 of its size, the panel's Q-values (digits 11 pixels tall)
+    still 8 pixels tall; six frames to a row at half size left them 2."""
     capture = cv2.VideoCapture(str(video))
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     frames = []
@@ -259,9 +314,15 @@ def frame_strip(video: Path, png: Path, count: int = 6, height: int = 210) -> Pa
         ok, frame = capture.read()
         if ok:
             width = round(frame.shape[1] * height / frame.shape[0])
-            frames.append(cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA))
+            frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+            # A grey frame around each: a black panel would run into the next black screen.
+            frames.append(
+                cv2.copyMakeBorder(frame, *[_STRIP_BORDER] * 4, cv2.BORDER_CONSTANT, value=_OTHER)
+            )
     capture.release()
     if not frames:
         return None
-    cv2.imwrite(str(png), np.hstack(frames))
+    frames += [np.zeros_like(frames[0])] * (-len(frames) % columns)  # a full last row
+    rows = [np.hstack(frames[i : i + columns]) for i in range(0, len(frames), columns)]
+    cv2.imwrite(str(png), np.vstack(rows))
     return png

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from atari_dqn.configfile import load_config, to_yaml
 from atari_dqn.env.atari import action_meanings
 from atari_dqn.errors import ConfigError
 from atari_dqn.logs import CsvLog
-from atari_dqn.report import aggregate, group_runs, summarise_run, write_report
+from atari_dqn.report import CUT, _frames_unit, aggregate, group_runs, summarise_run, write_report
 from atari_dqn.scores import human_normalized
 
 
@@ -28,13 +29,29 @@ def fake_run(
     metrics, evals = CsvLog(run / "metrics.csv"), CsvLog(run / "evals.csv")
     for i in range(1, 5):
         steps = i * frames // 16
-        metrics.write({"agent_steps": steps, "emulator_frames": steps * 4, "epsilon": 1.0 / i,
-                       "loss": 0.1 / i, "mean_max_q": 0.2 * i, "mean_return_100": float(i),
-                       "action_counts": " ".join(["10"] * n_actions)})  # fmt: skip
+        metrics.write(
+            {
+                "agent_steps": steps,
+                "emulator_frames": steps * 4,
+                "epsilon": 1.0 / i,
+                "loss": 0.1 / i,
+                "mean_max_q": 0.2 * i,
+                "mean_return_100": float(i),
+                "action_counts": " ".join(["10"] * n_actions),
+            }
+        )
         mean = float(np.mean(eval_scores)) * i / 4
-        evals.write({"agent_steps": steps, "emulator_frames": steps * 4, "episodes": 30,
-                     "mean_score": mean, "ci95": 1.0, "ci_low": mean - 1,
-                     "ci_high": mean + 1})  # fmt: skip
+        evals.write(
+            {
+                "agent_steps": steps,
+                "emulator_frames": steps * 4,
+                "episodes": 30,
+                "mean_score": mean,
+                "ci95": 1.0,
+                "ci_low": mean - 1,
+                "ci_high": mean + 1,
+            }
+        )
     (run / "eval.json").write_text(
         json.dumps({"emulator_frames": frames, "scores": eval_scores, "game": game})
     )
@@ -69,12 +86,112 @@ def test_report_of_one_run_gives_no_aggregate_interval(tmp_path):
     run = fake_run(tmp_path / "runs", "Breakout", 0, [10.0, 12.0, 14.0], 1000)
     write_report([run], tmp_path / "report")
     text = (tmp_path / "report" / "report.md").read_text()
-    assert "- median: 34.2 (one run, no CI) over 1 game(s), 1 run(s)" in text
+    assert "- median: 34.2 (one run per game: no interval) over 1 game(s), 1 run(s)" in text
+
+
+def aggregate_lines(text: str) -> list[str]:
+    """The lines of a report's aggregate section, or of its printed summary."""
+    section = text.split("human-normalised %", 1)[1].split("## Runs", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("- ")]
+
+
+def test_one_seed_per_game_gives_no_interval_rather_than_one_of_no_width(tmp_path, capsys):
+    runs = [
+        fake_run(tmp_path / "runs", "Breakout", 0, [10.0, 12.0, 14.0], 1000),
+        fake_run(tmp_path / "runs", "Pong", 0, [-20.0, -15.0, -21.0], 1000),
+    ]
+    write_report(runs, tmp_path / "report")
+    report = aggregate_lines((tmp_path / "report" / "report.md").read_text())
+    printed = aggregate_lines(capsys.readouterr().out)
+    assert report == printed and len(report) == 3  # median, IQM, from
+    for line in report[:2]:
+        assert "(one run per game: no interval) over 2 game(s), 2 run(s)" in line
+        assert not re.search(r"\[(-?[\d.,]+), \1\]", line)  # no [x, x]
+
+
+def table_row(text: str, game: str) -> list[str]:
+    """The cells of `game`'s row of a report's table."""
+    row = next(line for line in text.splitlines() if line.startswith(f"| {game} "))
+    return [cell.strip() for cell in row.strip("|").split("|")]
+
+
+def test_scores_from_games_cut_shorter_than_the_papers_are_marked_where_shown(tmp_path):
+    cut = fake_run(tmp_path, "Pong", 0, [-12.0, -13.0], 8000, "eval.max_episode_frames=2000")
+    full = fake_run(tmp_path, "Breakout", 0, [10.0, 12.0], 8000)
+    write_report([cut, full], tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    pong, breakout = table_row(text, "Pong"), table_row(text, "Breakout")
+    assert pong[3].startswith(f"-12.5{CUT} [") and pong[7].endswith(CUT)
+    assert CUT not in "".join(breakout)
+    legend = (
+        f"{CUT} scores from evaluation games cut at 2,000 frames, under the paper's "
+        "18,000-frame cap: not comparable with the paper's scores"
+    )
+    assert legend in text.splitlines()
+    median, iqm_line, taken = aggregate_lines(text)
+    assert median.startswith("- median: ") and CUT in median and CUT in iqm_line
+    assert f"Pong{CUT} (C1, 8,000 frames" in taken and "Breakout (nature, 8,000 frames" in taken
+    assert f"Pong, seed 0, 8,000 frames; score -12.5{CUT} from eval.json." in text
+    assert "Breakout, seed 0, 8,000 frames; score 11.0 from eval.json." in text
+
+
+def test_a_report_of_games_played_to_the_papers_cap_has_no_mark(tmp_path):
+    run = fake_run(tmp_path, "Pong", 0, [-12.0, -13.0], 8000, "eval.max_episode_frames=18000")
+    write_report([run], tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert CUT not in text and "not comparable" not in text
+
+
+def test_the_cap_that_marks_a_score_is_that_of_the_games_it_comes_from(tmp_path):
+    # eval.json records the protocol `eval` played by, eval.* overrides included.
+    run = fake_run(tmp_path, "Pong", 0, [-20.0], 4000)
+    record = json.loads((run / "eval.json").read_text())
+    record["protocol"] = {"max_episode_frames": 1200}
+    (run / "eval.json").write_text(json.dumps(record))
+    summary = summarise_run(run)
+    assert summary.game_frames_cap == 1200 and summary.cut_short
+    # Scores from training games: the training cap, not the evaluation's.
+    for env_cap, cut_short in ((108_000, False), (4000, True)):
+        caps = ["eval.max_episode_frames=2000", f"env.max_episode_frames={env_cap}"]
+        run = fake_run(tmp_path, "Pong", 0, [-20.0], 4000, "eval.scores_from=training", *caps)
+        (run / "training_games.json").write_text(
+            json.dumps({"emulator_frames": 4000, "scores": [-21.0, -20.0]})
+        )
+        summary = summarise_run(run)
+        assert summary.scored_games == "training"
+        assert (summary.game_frames_cap, summary.cut_short) == (env_cap, cut_short)
+
+
+@pytest.mark.parametrize(
+    ("frames", "shown"), [(8000, "8,000"), (112_000, "0.11M"), (2_400_000, "2.4M")]
+)
+def test_frames_trained_read_plainly_at_every_size(tmp_path, frames, shown):
+    write_report([fake_run(tmp_path, "Pong", 0, [1.0], frames)], tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert table_row(text, "Pong")[2] == f"{shown} (paper: 200M)"
+    assert f"- from: Pong (nature, {shown} frames, 1 seed(s))" in text.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("largest", "label"),
+    [
+        (8000, "emulator frames"),
+        (50_000, "emulator frames (thousands)"),
+        (999_999, "emulator frames (thousands)"),
+        (2_400_000, "emulator frames (M)"),
+        (200_000_000, "emulator frames (M)"),
+    ],
+)
+def test_the_plots_frame_axis_unit_keeps_tick_labels_to_four_digits(largest, label):
+    divisor, shown = _frames_unit(largest)
+    assert shown == label and 1 <= largest / divisor < 10_000
 
 
 def test_aggregate_gives_median_and_iqm_with_intervals(tmp_path):
-    runs = [summarise_run(fake_run(tmp_path, "Breakout", s, [1.7 + 30.1 * s / 4], 1000))
-            for s in range(5)]  # fmt: skip
+    runs = [
+        summarise_run(fake_run(tmp_path, "Breakout", s, [1.7 + 30.1 * s / 4], 1000))
+        for s in range(5)
+    ]
     agg, used = aggregate(group_runs(runs))
     assert used == [("Breakout", (), 1000)]
     point, low, high = agg["median"]
@@ -95,8 +212,9 @@ def test_without_eval_json_the_last_evaluation_during_training_stands_for_the_ru
     run = fake_run(tmp_path, "Pong", 0, [-20.0], 4000)
     (run / "eval.json").unlink()
     (run / "evals.csv").unlink()
-    CsvLog(run / "evals.csv").write({"agent_steps": 2000, "emulator_frames": 8000,
-                                     "mean_score": -19.0, "scores": "-20 -18"})  # fmt: skip
+    CsvLog(run / "evals.csv").write(
+        {"agent_steps": 2000, "emulator_frames": 8000, "mean_score": -19.0, "scores": "-20 -18"}
+    )
     summary = summarise_run(run)
     assert summary.scores == [-20.0, -18.0]
     assert summary.frames == 8000
@@ -107,8 +225,8 @@ def test_without_eval_json_the_last_evaluation_during_training_stands_for_the_ru
 
 def test_runs_that_differ_in_config_or_budget_are_not_pooled(tmp_path):
     # A 600k-step Adam run and a 28k-step Nature run of Breakout, both seed 0: two rows.
-    demo = fake_run(tmp_path, "Breakout", 0, [50.0, 52.0], 2_400_000, "learner.optimizer=adam",
-                    "learner.learning_rate=0.0001")  # fmt: skip
+    adam = ["learner.optimizer=adam", "learner.learning_rate=0.0001"]
+    demo = fake_run(tmp_path, "Breakout", 0, [50.0, 52.0], 2_400_000, *adam)
     short = fake_run(tmp_path, "Breakout", 0, [0.0, 0.0, 0.0], 112_000)
     write_report([demo, short], tmp_path / "report")
     text = (tmp_path / "report" / "report.md").read_text()

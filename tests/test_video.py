@@ -1,5 +1,5 @@
 """Watching the agent, on a real ROM: eval videos of the scored games, their size and length,
-the films of training's evaluations, and the report's strip of frames."""
+the films of training's evaluations, the report's strip of frames; and the Q-value bars."""
 
 from __future__ import annotations
 
@@ -22,9 +22,17 @@ from atari_dqn.learner import Learner
 from atari_dqn.report import write_report
 from atari_dqn.runs import train
 from atari_dqn.video import (
+    _CHOSEN,
+    _OTHER,
+    _TEXT,
     FRAME_SIZE,
+    SCREEN_WIDTH,
     GameRecorder,
     VideoError,
+    _bar_axis,
+    _blank,
+    _draw_panel,
+    _rows,
     film_step_and_game,
     parse_choice,
     write_videos,
@@ -62,11 +70,10 @@ def trained(tmp_path_factory) -> Path:
 
 def eval_3_games(run: Path, *args: str) -> subprocess.CompletedProcess:
     """`eval --episodes 3` of `run` at the command line."""
+    command = [sys.executable, "-m", "atari_dqn", "eval", "--run-dir", str(run)]
     return subprocess.run(
-        [sys.executable, "-m", "atari_dqn", "eval", "--run-dir", str(run), "--episodes", "3",
-         *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [*command, "--episodes", "3", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_eval_video_films_the_best_median_and_worst_scored_games_frame_for_step(trained):
@@ -119,8 +126,13 @@ def test_recording_plays_the_same_games_and_a_replay_that_differs_is_refused(tmp
 
 def test_training_films_each_evaluations_median_game_and_the_report_shows_a_strip(tmp_path):
     run = tmp_path / "run"
-    cfg = load_config(SMOKE, [*FAST, *SHORT, "loop.total_steps=600", "eval.interval_steps=300",
-                              "eval.episodes=2", "eval.video=true"])  # fmt: skip
+    filmed = [
+        "loop.total_steps=600",
+        "eval.interval_steps=300",
+        "eval.episodes=2",
+        "eval.video=true",
+    ]
+    cfg = load_config(SMOKE, [*FAST, *SHORT, *filmed])
     assert train(cfg, run) == 0
     films = sorted((run / "videos" / "training").glob("*.mp4"))
     assert len(films) == 2 and films[0].name.startswith("Breakout-300-game")
@@ -137,11 +149,47 @@ def test_training_films_each_evaluations_median_game_and_the_report_shows_a_stri
         record["scores"][film_step_and_game(film)[1] - 1] = score
     (run / "eval.json").write_text(json.dumps(record))
     write_report([run], tmp_path / "report")
-    strip = cv2.imread(str(tmp_path / "report" / "run-strip.png"))
-    assert strip is not None and strip.shape[0] == 210 and strip.shape[1] > 6 * 200
     text = (tmp_path / "report" / "report.md").read_text()
     assert "run-strip.png" in text
     # The strip is of the median-scoring game that eval --video filmed, not the last filmed.
     shown = re.search(r"The agent at 600 agent steps \((Breakout-600-game\d+\.mp4)\)", text)
     assert shown and shown[1] == eval_films[0].name
-    assert np.isfinite(strip).all()
+    # Six of its frames at full size, two to a row, each in a 3-pixel border: the first is
+    # the film's first frame, pixel for pixel.
+    strip = cv2.imread(str(tmp_path / "report" / "run-strip.png"))
+    height, width = FRAME_SIZE
+    assert strip.shape == (3 * (height + 6), 2 * (width + 6), 3)
+    capture = cv2.VideoCapture(str(eval_films[0]))
+    ok, first = capture.read()
+    capture.release()
+    assert ok and np.array_equal(strip[3 : 3 + height, 3 : 3 + width], first)
+
+
+def drawn_bars(q: list[float]) -> tuple[list[np.ndarray], int]:
+    """(per action, the columns its bar covers on the middle line of its row; the column of
+    the zero line), as a video's panel draws Q-values `q` (action 0 chosen)."""
+    axis = _bar_axis(min(q), max(q))
+    panel = _blank([""] * len(q), axis)[:, SCREEN_WIDTH:]
+    _draw_panel(panel, np.array(q, np.float32), axis, 0, False, "", "")
+    top, row = _rows(len(q))
+    bars = []
+    for i in range(len(q)):
+        line = panel[top + i * row + row // 2 - 2]
+        colour = _CHOSEN if i == 0 else _OTHER
+        bars.append(np.flatnonzero((line == colour).all(axis=1)))
+    above = panel[top - 1]  # just above the first bar: only the zero line crosses it
+    (zero,) = np.flatnonzero((above == _TEXT).all(axis=1))
+    return bars, int(zero)
+
+
+def test_q_bars_start_at_a_zero_line_and_are_as_long_as_their_values():
+    (small, large), zero = drawn_bars([0.053, 0.067])
+    assert small[0] == large[0] == zero + 1
+    assert len(small) / len(large) == pytest.approx(0.053 / 0.067, abs=0.01)
+    assert np.all(np.diff(small) == 1) and np.all(np.diff(large) == 1)  # solid bars
+
+
+def test_a_negative_q_value_draws_on_the_other_side_of_the_zero_line():
+    (negative, positive), zero = drawn_bars([-0.02, 0.05])
+    assert negative[-1] == zero - 1 and positive[0] == zero + 1
+    assert len(negative) / len(positive) == pytest.approx(0.02 / 0.05, abs=0.01)
