@@ -1,4 +1,8 @@
-"""Benchmark records: the machine they ran on, and JSON plus a markdown table on disk."""
+"""Benchmark records: the machine and the code they measured, as JSON plus a markdown table.
+
+A record names the git commit of the code it measured and whether that work tree held
+uncommitted changes, so a figure can be traced to the code behind it.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import os
 import platform
 import re
 import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -66,6 +71,54 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def code_root() -> Path:
+    """The directory holding the `atari_dqn` package: the checkout's root when the code runs
+    from a checkout (or an editable install of one)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def _git(root: Path, *args: str) -> str | None:
+    """`git -C root args...`'s output, or None where git or the repository is missing."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def code_version(records: Path | str | None = None, root: Path | None = None) -> dict[str, Any]:
+    """The commit of the code measured and whether its work tree was dirty.
+
+    `{"commit": <git rev-parse HEAD>, "dirty": <git status --porcelain lists anything>}` for
+    the repository at `root` (default `code_root()`); both are "unknown" where git is absent
+    or `root` is not a repository's top level (an installed copy inside some other work tree
+    has no commit of its own). Paths under `records`, where the benchmarks write their own
+    results, do not count as dirt: they are not code, and each part of `bench all` would
+    otherwise find the records of the parts before it.
+    """
+    root = (root or code_root()).resolve()
+    top = _git(root, "rev-parse", "--show-toplevel")
+    commit = _git(root, "rev-parse", "HEAD")
+    if top is None or commit is None or Path(top.strip()).resolve() != root:
+        return {"commit": "unknown", "dirty": "unknown"}
+    pathspec = ["--", "."]
+    if records is not None:
+        records = Path(records).resolve()
+        if records.is_relative_to(root) and records != root:
+            pathspec.append(f":(exclude){records.relative_to(root).as_posix()}")
+    status = _git(root, "status", "--porcelain", *pathspec)
+    dirty: bool | str = "unknown" if status is None else bool(status.strip())
+    return {"commit": commit.strip(), "dirty": dirty}
+
+
+def describe_code(code: dict[str, Any]) -> str:
+    """`code_version()`'s answer in words, for a record's stamp line."""
+    tree = {True: "work tree dirty: uncommitted changes measured", False: "work tree clean"}
+    return f"commit `{code['commit']}` ({tree.get(code['dirty'], 'work tree state unknown')})"
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """A markdown table whose columns are the keys of the first row."""
     if not rows:
@@ -98,13 +151,15 @@ def write_results(
     summary: dict[str, Any] | None = None,
     out_dir: Path | str = RESULTS_DIR,
 ) -> tuple[Path, Path]:
-    """Write `<date>-<host>-<name>.json` and `.md` with the machine stamp; return both paths.
+    """Write `<date>-<host>-<name>.json` and `.md` stamped with the machine and the code
+    (commit, dirty work tree); return both paths.
 
     `rows` become the markdown table; `summary` holds headline ratios and target checks.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     machine = machine_info()
+    code = code_version(out_dir)
     now = _dt.datetime.now(_dt.timezone.utc)
     stem = record_stem(name, machine)
     record = {
@@ -112,6 +167,7 @@ def write_results(
         "time_utc": now.isoformat(timespec="seconds"),
         # orig_argv keeps `-m atari_dqn`, which argv turns into the path of __main__.py
         "command": " ".join([Path(sys.orig_argv[0]).name, *sys.orig_argv[1:]]),
+        **code,
         "machine": machine,
         "summary": summary or {},
         "rows": rows,
@@ -122,7 +178,8 @@ def write_results(
     md = [
         f"# Benchmark `{name}`",
         "",
-        f"{now:%Y-%m-%d %H:%M} UTC on {machine['cpu']} ({machine['cores']} cores, {gpu}).",
+        f"{now:%Y-%m-%d %H:%M} UTC on {machine['cpu']} ({machine['cores']} cores, {gpu}), "
+        f"{describe_code(code)}.",
         f"Command: `{record['command']}`",
         "",
         markdown_table(rows),

@@ -4,7 +4,8 @@ Each part (env, replay, learner, e2e) measures ours beside its peer, writes its 
 and names its headline ratios and their targets (`HEADLINES`); this module gathers the
 summaries into `<date>-<host>.json` / `.md` and draws the headline ratios as a bar chart.
 With `--update-readme` it also rewrites the performance section of `./README.md` from
-them, so no figure there is typed by hand.
+them, so no figure there is typed by hand; it measures only committed code (it refuses a
+dirty work tree before measuring anything) and the section names the commit of each record.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from atari_dqn.bench.results import RESULTS_DIR, machine_info, markdown_table, record_stem
+from atari_dqn.bench.results import (
+    RESULTS_DIR,
+    code_root,
+    code_version,
+    describe_code,
+    machine_info,
+    markdown_table,
+    record_stem,
+)
 from atari_dqn.errors import ConfigError
 
 PARTS = ("env", "replay", "learner", "e2e", "video")
@@ -90,7 +99,8 @@ def plot_scaling(out_dir: Path, machine: dict[str, Any], path: Path) -> list[dic
     left.set(xscale="log", yscale="log", xlabel="envs", ylabel="agent steps/s",
              title=f"scaling with envs ({machine['cores']} cores)")  # fmt: skip
     left.set_xticks([1, 2, 4, 8, 16], ["1", "2", "4", "8", "16"])
-    left.legend()
+    if env or e2e:
+        left.legend()
     if batch:
         sizes = [int(r["contender"].split()[-1]) for r in batch]
         right.plot(sizes, [r["ms_per_update"] for r in batch], "o-")
@@ -124,6 +134,23 @@ def write_readme_section(section: str, readme: Path = README) -> None:
     readme.write_text(f"{head}{README_START}\n{section}{README_END}{tail}")
 
 
+def _refuse_uncommitted_code(out_dir: Path) -> None:
+    """A README figure must come from committed code: refuse a work tree with changes (or
+    one whose state git cannot tell) before any measurement."""
+    code = code_version(out_dir)
+    if code["dirty"] is True:
+        raise ConfigError(
+            f"--update-readme: the work tree at {code_root()} is dirty (git status --porcelain "
+            "lists changes); commit first, then measure: a README figure must come from "
+            "committed code"
+        )
+    if code["dirty"] is not False:
+        raise ConfigError(
+            f"--update-readme: cannot tell which commit {code_root()} holds (no git, or not a "
+            "repository's root); run it from a committed git checkout of the project"
+        )
+
+
 def run(
     parts: tuple[str, ...] = PARTS,
     *,
@@ -132,19 +159,58 @@ def run(
     update_readme: bool = False,
 ) -> dict[str, Any]:
     """Run `parts`, then write the combined record and plots (and the README section)."""
-    if update_readme:
-        _split_readme()  # a missing README block fails now, not after the measurements
+    if update_readme:  # both fail now, not after the measurements
+        _refuse_uncommitted_code(out_dir)
+        _split_readme()
     for part in parts:
         print(f"== bench {part}", flush=True)
         importlib.import_module(f"atari_dqn.bench.{part}").run(quick=quick, out_dir=out_dir)
     return summarise(out_dir, update_readme=update_readme)
 
 
+def _code_of(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The code behind the records (part -> its record): the commit they share ("mixed"
+    when they differ, each part's under "parts"), and whether any measured a dirty tree."""
+    parts = {
+        part: {"commit": r.get("commit", "unknown"), "dirty": r.get("dirty", "unknown")}
+        for part, r in records.items()
+    }
+    commits = {code["commit"] for code in parts.values()}
+    states = {code["dirty"] for code in parts.values()}
+    dirty = True if True in states else states.pop() if len(states) == 1 else "unknown"
+    return {
+        "commit": commits.pop() if len(commits) == 1 else "mixed",
+        "dirty": dirty,
+        "parts": parts,
+    }
+
+
+def _code_words(code: dict[str, Any]) -> str:
+    """Which code the records measured, in words: one commit and tree state, or each part's."""
+    parts = code["parts"]
+    if len({(c["commit"], c["dirty"]) for c in parts.values()}) == 1:
+        return f"Code: {describe_code(code)}."
+    each = "; ".join(f"{part} at {describe_code(c)}" for part, c in parts.items())
+    return f"Code: the parts measured different code: {each}."
+
+
+def _refuse_uncommitted_records(code: dict[str, Any]) -> None:
+    """The README shows only records of committed code, whenever they were measured."""
+    unclean = [part for part, c in code["parts"].items() if c["dirty"] is not False]
+    if unclean:
+        raise ConfigError(
+            f"--update-readme: today's records of {', '.join(unclean)} were not measured from "
+            "a clean work tree (or do not say); measure them again from committed code "
+            f"(python -m atari_dqn bench {unclean[0]}) before updating the README"
+        )
+
+
 def summarise(out_dir: Path = RESULTS_DIR, *, update_readme: bool = False) -> dict[str, Any]:
     """The combined record and plots from this machine's latest record of each part.
 
     Called after `bench all` and after any single part, so the combined record always
-    holds the latest measurement of each part on this machine.
+    holds the latest measurement of each part on this machine, with the commit each part
+    measured.
     """
     out_dir = Path(out_dir)
     machine = machine_info()
@@ -158,7 +224,13 @@ def summarise(out_dir: Path = RESULTS_DIR, *, update_readme: bool = False) -> di
     summaries = {part: record["summary"] for part, record in records.items()}
     stem = record_stem(None, machine)
     rows = headline_rows(summaries)
+    code = _code_of(records)
+    if update_readme:
+        _refuse_uncommitted_records(code)
     record = {
+        "commit": code["commit"],
+        "dirty": code["dirty"],
+        "code": code["parts"],
         "machine": machine,
         "commands": {part: r["command"] for part, r in records.items()},
         "headlines": rows,
@@ -174,8 +246,9 @@ def summarise(out_dir: Path = RESULTS_DIR, *, update_readme: bool = False) -> di
     when = ", ".join(f"{part} {r['time_utc'][:16]}" for part, r in records.items())
     section = (
         f"Measured by `python -m atari_dqn bench all` (`make bench`) on {where} (UTC: {when}); "
-        f"each ratio compares ours with the peer in the same run. Full records: "
-        f"`{out_dir / stem}.json` and the per-part files beside it.\n\n{markdown_table(rows)}\n"
+        f"each ratio compares ours with the peer in the same run. {_code_words(code)} Full "
+        f"records: `{out_dir / stem}.json` and the per-part files beside it.\n\n"
+        f"{markdown_table(rows)}\n"
         f"![benchmark ratios]({plot.as_posix()})\n"
         f"\nScaling with the number of envs (agent steps/s):\n\n{markdown_table(curve)}\n"
         f"![scaling]({scaling_plot.as_posix()})\n"
