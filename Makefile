@@ -12,8 +12,11 @@ RUNS ?= runs/*
 
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# ATARI_DQN_MAKE tells a run that the Makefile started it, so it says `make resume ...`.
+RUN := ATARI_DQN_MAKE=1 $(PY) -m atari_dqn
 
-.PHONY: install train eval sweep report bench bench-gpu test test-slow lint format clean
+.PHONY: install train resume eval sweep report bench bench-gpu gpu-check test test-slow lint \
+	format clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,7 +28,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 train: $(STAMP)
-	$(PY) -m atari_dqn train --game $(GAME) --config $(CONFIG) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(ARGS)
+	$(RUN) train --game $(GAME) --config $(CONFIG) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(ARGS)
+
+# Continue a stopped run from its checkpoint: make resume RUN_DIR=runs/Breakout-20261125-120000
+resume: $(STAMP)
+	$(if $(RUN_DIR),,$(error make resume needs RUN_DIR=<the run directory>, e.g. RUN_DIR=runs/Breakout-20261125-120000))
+	$(RUN) train --resume $(RUN_DIR) $(ARGS)
 
 # GAMES and SEEDS are space-separated: make sweep GAMES="Breakout Pong" SEEDS="0 1 2"
 GAMES ?= $(GAME)
@@ -34,11 +42,12 @@ empty :=
 comma := ,
 space := $(empty) $(empty)
 sweep: $(STAMP)
-	$(PY) -m atari_dqn sweep --games $(subst $(space),$(comma),$(strip $(GAMES))) \
+	$(RUN) sweep --games $(subst $(space),$(comma),$(strip $(GAMES))) \
 	  --seeds $(subst $(space),$(comma),$(strip $(SEEDS))) --config $(CONFIG) $(ARGS)
 
 eval: $(STAMP)
-	$(PY) -m atari_dqn eval --run-dir $(RUN_DIR) $(ARGS)
+	$(if $(RUN_DIR),,$(error make eval needs RUN_DIR=<the run directory>))
+	$(RUN) eval --run-dir $(RUN_DIR) $(ARGS)
 
 report: $(STAMP)
 	$(PY) -m atari_dqn report $(RUNS) $(ARGS)
@@ -46,11 +55,17 @@ report: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m atari_dqn bench all $(ARGS)
 
-# On a GPU machine whose python3 already has CUDA torch, numba, OpenCV, gymnasium, ale-py,
-# pytest and stable-baselines3: the CUDA tests, bench learner and bench e2e --quick, each
-# under a time limit; records in $RESULTS (default benchmarks/results), the GPU named.
+# On a GPU machine: gpu-check's benchmark stages alone (the CUDA tests, bench learner and
+# bench e2e --quick), each under a time limit; records in $RESULTS, the GPU named.
 bench-gpu:
-	PYTHON=$(PYTHON) benchmarks/bench_gpu.sh
+	PYTHON=$(PYTHON) STAGES="cuda learner e2e" benchmarks/gpu_check.sh $(ARGS)
+
+# On a GPU machine lent for ~10-15 minutes (python3 with CUDA torch, numba, OpenCV; the rest
+# as wheels): the suite, bench learner and e2e, and a real run of configs/nature.yaml with
+# 16 envs for 6 minutes, evaluated and summarised; see benchmarks/gpu_check.sh.
+# `make gpu-check ARGS=--dry-run` runs every stage at CPU size.
+gpu-check:
+	PYTHON=$(PYTHON) benchmarks/gpu_check.sh $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)

@@ -11,12 +11,12 @@ from typing import Protocol
 
 import numpy as np
 
+from atari_dqn.env.step import VecStep
 from atari_dqn.env.vector import VectorEnv
-from atari_dqn.env.workers import VecStep
 
 
 class Policy(Protocol):
-    """What acts: `Learner` (epsilon-greedy on its online network), or a test's stand-in."""
+    """What acts: `EpsilonGreedy` over a Q-network, or a test's stand-in."""
 
     def act(self, stacks: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
         """int64[N] actions for uint8[N, history, S, S] stacks."""
@@ -25,7 +25,7 @@ class Policy(Protocol):
 
 class RecordablePolicy(Policy, Protocol):
     """A policy that can say what it saw: Q(s, .) of every stack, and which actions were
-    random (`Learner.act_and_values`), for recording."""
+    random (`EpsilonGreedy.act_and_values`), for recording."""
 
     def act_and_values(
         self, stacks: np.ndarray, epsilon: float, rng: np.random.Generator
@@ -110,12 +110,15 @@ class Acting:
     def step(
         self, policy: Policy, epsilon: float, rng: np.random.Generator
     ) -> tuple[np.ndarray, VecStep]:
-        """Act epsilon-greedily in every env, step them, record the step; (actions, step)."""
+        """Act epsilon-greedy in every env, step them, record the step; (actions, step)."""
         actions = self.begin(policy, epsilon, rng)
-        return actions, self.finish()
+        out = self.wait()
+        self.record(out)
+        return actions, out
 
     def begin(self, policy: Policy, epsilon: float, rng: np.random.Generator) -> np.ndarray:
-        """Choose the actions and start the envs' step; `finish` waits for it and records it.
+        """Choose the actions and start the envs' step; `wait` waits for it, `record`
+        records it.
 
         At epsilon 1 (random play before learning starts) the stacks are not even built:
         the actions are uniform draws from `rng`."""
@@ -131,11 +134,13 @@ class Acting:
         self._actions = actions
         return actions
 
-    def finish(self) -> VecStep:
-        """Wait for the step `begin` started, and record it."""
-        out = self.envs.step_wait()
+    def wait(self) -> VecStep:
+        """The step `begin` started, once every env has made it."""
+        return self.envs.step_wait()
+
+    def record(self, out: VecStep) -> None:
+        """Record the step into the memory; an ended episode's successor starts there."""
         self.memory.add(self._actions, out.rewards, out.terminated, out.truncated, out.frames)
         ended = np.flatnonzero(out.terminated | out.truncated)
         if ended.size:
             self.memory.start_episodes(ended, out.first_frames[ended])
-        return out

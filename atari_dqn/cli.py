@@ -49,11 +49,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from atari_dqn.runs import train
 
     run_dir = Path(args.run_dir) if args.run_dir else RunDir.new(cfg.env.game).path
-    return train(cfg, run_dir)
+    return train(cfg, run_dir, source=args.config)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from atari_dqn.evaluate import evaluate_run
+    from atari_dqn.runs import evaluate_run
 
     return evaluate_run(
         Path(args.run_dir),
@@ -93,9 +93,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else RunDir.new("sweep").path
     runs = sweep.plan(
-        sweep.parse_games(args.games), sweep.parse_seeds(args.seeds), args.config,
-        args.overrides, out,
-    )  # fmt: skip
+        sweep.parse_games(args.games),
+        sweep.parse_seeds(args.seeds),
+        args.config,
+        args.overrides,
+        out,
+    )
     return sweep.run_sweep(
         runs,
         out,
@@ -212,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         message = " ".join(line.strip() for line in str(exc).splitlines())  # one line, always
         print(f"error: {message}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except BrokenPipeError:
         # The reader left early (`games | head`): stop quietly, as Unix tools do. Point stdout
         # at /dev/null so the flush at exit does not raise again (Python's documented recipe).

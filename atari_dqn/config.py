@@ -15,10 +15,11 @@ from __future__ import annotations
 import difflib
 import typing
 from dataclasses import dataclass, field, fields
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from atari_dqn.errors import ConfigError
 from atari_dqn.games import game_name
+from atari_dqn.shapes import min_capacity, min_screen_size
 
 
 class _Section:
@@ -41,6 +42,19 @@ class _Section:
                     f"{self.NAME}.{f.name}: expected one of {', '.join(map(repr, choices))}, "
                     f"got {value!r}" + did_you_mean(str(value), [str(c) for c in choices])
                 )
+
+
+def _not_experiment(default: Any) -> Any:
+    """A setting that is not part of the experiment: how a run runs (device, speed, logs,
+    checkpoints), or which run of the experiment it is (its seed, its budget). Runs that
+    differ only in such settings are the same experiment (`experiment_keys`)."""
+    return field(default=default, metadata={"experiment": False})
+
+
+def _fixed(default: Any) -> Any:
+    """A setting a checkpoint is made of (env states, the replay, the network's input): a
+    resumed run cannot change it (`fixed_on_resume_keys`)."""
+    return field(default=default, metadata={"fixed_on_resume": True})
 
 
 def did_you_mean(name: str, options: list[str]) -> str:
@@ -71,27 +85,27 @@ class EnvConfig(_Section):
         "repeat_action_probability": "probability",
     }
 
-    game: str = "Breakout"
+    game: str = _fixed("Breakout")
     """Game name: `Breakout`, `breakout` or `ALE/Breakout-v5` (stored as `Breakout`)."""
-    frame_skip: int = 4
+    frame_skip: int = _fixed(4)
     """Emulator frames per agent step; the action is repeated on each."""
-    max_pool_frames: bool = True
+    max_pool_frames: bool = _fixed(True)
     """Max over the last two raw frames of a step (removes sprite flicker)."""
-    screen_size: int = 84
+    screen_size: int = _fixed(84)
     """Side of the square grayscale frame, in pixels (the replay and the network follow it)."""
-    noop_max: int = 30
+    noop_max: int = _fixed(30)
     """Up to this many random no-op actions after each reset."""
-    fire_reset: bool = True
+    fire_reset: bool = _fixed(True)
     """Press FIRE after reset in games that wait for it."""
-    terminal_on_life_loss: bool = True
+    terminal_on_life_loss: bool = _fixed(True)
     """A lost life ends the episode for learning (never for scoring)."""
-    clip_rewards: bool = True
+    clip_rewards: bool = _fixed(True)
     """Rewards clipped to [-1, 1] for learning; the raw reward is kept in `info`."""
-    max_episode_frames: int = 108_000
+    max_episode_frames: int = _fixed(108_000)
     """Training episode cap in emulator frames (30 minutes at 60 Hz)."""
-    repeat_action_probability: float = 0.0
+    repeat_action_probability: float = _fixed(0.0)
     """Sticky actions (0.0 in the Nature paper; 0.25 per Machado et al. 2018)."""
-    full_action_space: bool = False
+    full_action_space: bool = _fixed(False)
     """All 18 actions instead of the game's minimal set."""
 
     def __post_init__(self) -> None:
@@ -106,11 +120,11 @@ class ReplayConfig(_Section):
     NAME = "replay"
     KEY_RANGES = {"history_length": "positive"}
 
-    capacity: int = 1_000_000
+    capacity: int = _fixed(1_000_000)
     """Transitions stored, summed over all envs."""
-    history_length: int = 4
+    history_length: int = _fixed(4)
     """Frames stacked into one observation."""
-    prefetch: Literal["auto", "always", "never"] = "auto"
+    prefetch: Literal["auto", "always", "never"] = _not_experiment("auto")
     """Sample the next batch in a background thread while the learner runs. `auto`: on a GPU
     only; on a CPU the thread competes with torch's for the same cores (-8% on 2 cores)."""
 
@@ -147,26 +161,26 @@ class LearnerConfig(_Section):
     """Constant added to the second moment (inside the square root for DeepMind's RMSProp)."""
     target_update_steps: int = 10_000
     """Agent steps between copies of the online network into the target network."""
-    device: str = "auto"
+    device: str = _not_experiment("auto")
     """`auto` (CUDA when present, else CPU), `cpu`, `cuda` or `cuda:N`."""
-    torch_threads: int = 0
+    torch_threads: int = _not_experiment(0)
     """Intra-op threads for torch on the CPU; 0 keeps torch's default."""
-    channels_last: Literal["auto", "true", "false"] = "auto"
+    channels_last: Literal["auto", "true", "false"] = _not_experiment("auto")
     """Channels-last convolutions; `auto`: on the CPU only. On a CPU its kernels are faster
     for the same fp32 maths; on CUDA `bench learner` measured cuDNN's slower (0.79 against
     0.67 ms per captured update on an H200), and they sum in another order."""
     bf16_autocast: bool = False
     """bfloat16 autocast for forward passes (changes the maths; off for faithfulness)."""
-    compile: bool = True
+    compile: bool = _not_experiment(True)
     """torch.compile the update step (fp32 as eager; falls back to eager if it fails).
     Not with a CUDA graph, which replaces it."""
-    cuda_graph: Literal["auto", "true", "false"] = "auto"
+    cuda_graph: Literal["auto", "true", "false"] = _not_experiment("auto")
     """Capture the whole update (and greedy acting) as CUDA graphs, replayed each step;
     `auto`: when the learner is on CUDA."""
     tf32: bool = False
     """Let cuDNN and cuBLAS use TF32 on CUDA: faster, but not fp32 maths (drift: `bench
     learner`)."""
-    stop_on_nonfinite: bool = True
+    stop_on_nonfinite: bool = _not_experiment(True)
     """Stop the run when the loss or a Q-value becomes NaN or infinite, keeping the last
     good checkpoint (checked at each logging interval and before each checkpoint)."""
 
@@ -193,9 +207,9 @@ class LoopConfig(_Section):
         "epsilon_end": "probability",
     }
 
-    num_envs: int = 1
+    num_envs: int = _fixed(1)
     """Environments stepped together; 1 is the paper's single stream."""
-    total_steps: int = 50_000_000
+    total_steps: int = _not_experiment(50_000_000)
     """Agent steps to train for, summed over envs (50M steps = 200M emulator frames)."""
     replay_start_steps: int = 50_000
     """Agent steps of uniformly random actions before learning starts."""
@@ -207,7 +221,7 @@ class LoopConfig(_Section):
     """Final exploration rate."""
     epsilon_decay_steps: int = 1_000_000
     """Agent steps over which epsilon falls linearly from start to end."""
-    overlap: Literal["auto", "true", "false"] = "auto"
+    overlap: Literal["auto", "true", "false"] = _not_experiment("auto")
     """Run the owed updates while worker processes step the envs (acting then uses weights
     one step's updates older); `false`: the plain order, step then learn. `auto`: on when
     the learner is on CUDA (on a 2-core CPU the updates and the envs share the cores, and
@@ -227,9 +241,9 @@ class EvalConfig(_Section):
         "noop_max": "non_negative",
     }
 
-    interval_steps: int = 250_000
+    interval_steps: int = _not_experiment(250_000)
     """Agent steps between evaluations during training; 0 turns them off."""
-    episodes: int = 30
+    episodes: int = _not_experiment(30)
     """Full games per evaluation."""
     epsilon: float = 0.05
     """Exploration rate while evaluating."""
@@ -237,7 +251,7 @@ class EvalConfig(_Section):
     """Evaluation episode cap in emulator frames (5 minutes at 60 Hz)."""
     noop_max: int = 30
     """Up to this many random no-op actions at the start of each evaluation game."""
-    video: bool = False
+    video: bool = _not_experiment(False)
     """Film the median game of each evaluation during training (`videos/` of the run)."""
     scores_from: Literal["evaluation", "training"] = "evaluation"
     """Where a run's score comes from: `evaluation`, separate games with this protocol (the
@@ -252,11 +266,11 @@ class LoggingConfig(_Section):
     NAME = "logging"
     KEY_RANGES = {"interval_steps": "positive"}
 
-    interval_steps: int = 10_000
+    interval_steps: int = _not_experiment(10_000)
     """Agent steps between rows of metrics.csv and TensorBoard scalars."""
-    tensorboard: bool = True
+    tensorboard: bool = _not_experiment(True)
     """Write TensorBoard event files into the run directory."""
-    progress: bool = True
+    progress: bool = _not_experiment(True)
     """Show a live progress bar."""
 
 
@@ -267,9 +281,9 @@ class CheckpointConfig(_Section):
     NAME = "checkpoint"
     KEY_RANGES = {"interval_steps": "positive"}
 
-    interval_steps: int = 1_000_000
+    interval_steps: int = _not_experiment(1_000_000)
     """Agent steps between checkpoints; one is also written at the end and on Ctrl-C."""
-    save_replay: bool = True
+    save_replay: bool = _not_experiment(True)
     """Include the replay memory, so a resumed run continues exactly."""
 
 
@@ -284,7 +298,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    seed: int = 0
+    seed: int = _not_experiment(0)
     """Seeds the envs, the replay sampler, the network and exploration."""
 
     def __post_init__(self) -> None:
@@ -294,11 +308,6 @@ class Config:
 
 def _check_across_sections(cfg: Config) -> None:
     """The rules that tie sections together; each names every key involved."""
-    # Imported here, not at the top: the replay's and the network's own rules live in
-    # modules that load numba and torch, which `--help` and `--dry-run` need not wait for.
-    from atari_dqn.network import min_screen_size
-    from atari_dqn.replay.ring import min_capacity
-
     replay, loop = cfg.replay, cfg.loop
     needed = min_capacity(loop.num_envs, replay.history_length)
     if replay.capacity < needed:
@@ -318,3 +327,27 @@ def _check_across_sections(cfg: Config) -> None:
             f"loop.replay_start_steps={loop.replay_start_steps} must be at least "
             f"learner.batch_size={cfg.learner.batch_size}"
         )
+
+
+def _keys_where(flag: str, default: bool) -> frozenset[str]:
+    """The dotted keys whose field metadata says `flag` (or whose default is `default`)."""
+    keys = []
+    for top in fields(Config):
+        section = top.default_factory() if callable(top.default_factory) else None
+        if section is None:
+            keys += [top.name] if top.metadata.get(flag, default) else []
+            continue
+        keys += [f"{top.name}.{f.name}" for f in fields(section) if f.metadata.get(flag, default)]
+    return frozenset(keys)
+
+
+def experiment_keys() -> frozenset[str]:
+    """Keys that define the experiment: runs that differ in any of them are not pooled.
+    The others say how a run runs or which run it is (seed, budget)."""
+    return _keys_where("experiment", True)
+
+
+def fixed_on_resume_keys() -> frozenset[str]:
+    """Keys a resume cannot change: what a checkpoint is made of (game, env settings, the
+    replay's shape, the number of envs)."""
+    return _keys_where("fixed_on_resume", False)

@@ -128,6 +128,11 @@ def load_config(
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(
+                f"--config '{path}' is a directory; name a YAML file in it, such as "
+                f"{path / 'nature.yaml'}"
+            )
         if not path.is_file():
             raise ConfigError(f"config file '{path}' not found (the ones shipped are in configs/)")
         try:

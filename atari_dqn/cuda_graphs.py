@@ -14,34 +14,46 @@ checkpoints read the live tensors as usual.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
 
-def capture(step: Callable[[], Any], *, undo_warmup: Callable[[], None], warmups: int = 3):
-    """`step()` captured as a CUDA graph; returns (graph, the outputs of the captured step).
+class CapturedStep:
+    """`step()`, a function of static buffers, captured once as a CUDA graph; each call
+    replays it and returns the captured step's outputs (static tensors it overwrites).
 
-    The warm-up runs `step()` for real (it creates cuBLAS / cuDNN workspaces, autograd's
-    state and lazily made optimiser state), then `undo_warmup()` puts the learner back as it
-    was, in place; capturing itself runs nothing. So the first replay is exactly the step
-    that would have run eagerly. The outputs are static tensors that each replay overwrites.
+    The learner's update and the policy's greedy forward pass are both one of these.
+    Capture runs `step()` for real `warmups` times on a side stream (that creates cuBLAS and
+    cuDNN workspaces, autograd's state and lazily made optimiser state), then
+    `undo_warmup()` puts whatever the warm-up changed back as it was, in place; capturing
+    itself runs nothing. So the first replay is exactly the step that would have run
+    eagerly.
     """
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(warmups):
-            step()
-    torch.cuda.current_stream().wait_stream(side)
-    undo_warmup()
-    graph = torch.cuda.CUDAGraph()
-    # thread_local: the replay's prefetch thread and the env workers may run meanwhile.
-    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-        outputs = step()
-    return graph, outputs
+
+    def __init__(
+        self,
+        step: Callable[[], Any],
+        *,
+        undo_warmup: Callable[[], None] = lambda: None,
+        warmups: int = 3,
+    ) -> None:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(warmups):
+                step()
+        torch.cuda.current_stream().wait_stream(side)
+        undo_warmup()
+        self._graph = torch.cuda.CUDAGraph()
+        # thread_local: the prefetch thread and the env workers may run meanwhile.
+        with torch.cuda.graph(self._graph, capture_error_mode="thread_local"):
+            self.outputs = step()
+
+    def __call__(self) -> Any:
+        self._graph.replay()
+        return self.outputs
 
 
 class StateSnapshot:
@@ -71,48 +83,3 @@ class StateSnapshot:
                     value.copy_(saved[key])
                 else:
                     value.zero_()
-
-
-class QValues:
-    """Q(s, .) of N stacks on a CUDA device: one H2D copy from a pinned buffer, one
-    fixed-shape forward pass (a replayed graph when `graph`), one D2H copy, one wait."""
-
-    def __init__(
-        self,
-        net: torch.nn.Module,
-        shape: tuple[int, ...],
-        n_actions: int,
-        memory_format: torch.memory_format,
-        autocast: Callable[[], contextlib.AbstractContextManager],
-        graph: bool,
-    ) -> None:
-        device = next(net.parameters()).device
-        self._host = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
-        self.host = self._host.numpy()
-        """The pinned stacks, uint8[N, history, S, S]: write into them to skip one copy."""
-        self._stacks = torch.empty(shape, dtype=torch.uint8, device=device)
-        self._q = torch.empty((shape[0], n_actions), dtype=torch.float32, pin_memory=True)
-        self._done = torch.cuda.Event()
-        self._net, self._memory_format, self._autocast = net, memory_format, autocast
-        self._graph = None
-        if graph:
-            self._graph, self._output = capture(self._forward, undo_warmup=lambda: None)
-
-    @torch.no_grad()
-    def _forward(self) -> torch.Tensor:
-        with self._autocast():
-            return self._net(self._stacks.contiguous(memory_format=self._memory_format)).float()
-
-    def __call__(self, stacks: np.ndarray) -> np.ndarray:
-        if stacks is not self.host:
-            np.copyto(self.host, stacks)
-        self._stacks.copy_(self._host, non_blocking=True)
-        if self._graph is not None:
-            self._graph.replay()
-            q = self._output
-        else:
-            q = self._forward()
-        self._q.copy_(q, non_blocking=True)
-        self._done.record()
-        self._done.synchronize()
-        return self._q.numpy()

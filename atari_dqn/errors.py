@@ -1,4 +1,5 @@
-"""The errors a user can cause, and fix: the command line prints each as one line, exit 2.
+"""The errors a user can cause, and fix: the command line prints each as one line, exit 2
+(an `Interrupted` run: the signal's status).
 
 Anything else that goes wrong is a bug or a broken machine and keeps its traceback.
 """
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 class UserError(Exception):
     """Bad input from the user; the message names the problem and what to do instead."""
+
+    exit_code = 2
 
 
 class ConfigError(UserError, ValueError):
@@ -29,3 +32,12 @@ class CheckpointError(UserError):
 class DivergedError(UserError):
     """The loss or the Q-values became NaN or infinite: the run stopped, keeping its last
     good checkpoint (learner.stop_on_nonfinite)."""
+
+
+class Interrupted(UserError):
+    """The user stopped a run a second time while it checkpointed: it ended without that
+    checkpoint (the message says which one remains), with the signal's exit status."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

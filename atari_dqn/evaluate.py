@@ -1,8 +1,10 @@
-"""The Nature paper's evaluation protocol, used both during training and by `eval`.
+"""The Nature paper's evaluation protocol: the one evaluation of training and of `eval`.
 
 Methods, "Evaluation procedure": each game starts with up to 30 random no-ops, the agent
 plays epsilon-greedy with epsilon 0.05, a game lasts until game over or 5 minutes of play
 (18,000 emulator frames), lives do not end it, and the score is the raw, unclipped sum.
+`evaluate` plays the games; `evaluate_and_film` also films the chosen ones; an
+`EvalResult`'s `record` is the one format both `eval.json` and `evals.csv` hold.
 """
 
 from __future__ import annotations
@@ -11,21 +13,16 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from rich.progress import Progress
 
 from atari_dqn.acting import Acting, FrameStacks, Policy
-from atari_dqn.checkpoint import check_compatible, load_state
 from atari_dqn.config import Config, EnvConfig
-from atari_dqn.configfile import parse_overrides, to_dict
 from atari_dqn.env.atari import action_meanings
 from atari_dqn.env.vector import VectorEnv
-from atari_dqn.errors import ConfigError
-from atari_dqn.learner import Learner
-from atari_dqn.rundir import RunDir
 from atari_dqn.stats import bootstrap_ci
-from atari_dqn.video import GameRecorder, choose, parse_choice, write_videos
+from atari_dqn.video import GameRecorder, choose, write_videos
 
 
 @dataclass(frozen=True)
@@ -40,11 +37,30 @@ class EvalResult:
     mean: float
     ci_low: float
     ci_high: float
+    """The 95% bootstrap interval of the mean over the games."""
+    seed: int
+    """The evaluation's seed: the same seed plays the same games."""
 
     @property
     def ci95(self) -> float:
         """Half the interval's width, for `mean +- ci95` displays."""
         return (self.ci_high - self.ci_low) / 2
+
+    def record(self, cfg: Config, agent_steps: int) -> dict[str, Any]:
+        """The evaluation of a run at `agent_steps`, as `eval.json` and `evals.csv` hold it:
+        what was played (the protocol, the games), and the scores with their interval."""
+        return {
+            "game": cfg.env.game,
+            "agent_steps": agent_steps,
+            "emulator_frames": agent_steps * cfg.env.frame_skip,
+            "episodes": len(self.scores),
+            "protocol": {
+                "epsilon": cfg.eval.epsilon,
+                "max_episode_frames": cfg.eval.max_episode_frames,
+                "noop_max": cfg.eval.noop_max,
+            },
+            **asdict(self),
+        }
 
 
 def eval_env_config(cfg: Config) -> EnvConfig:
@@ -109,76 +125,36 @@ def evaluate(
             recorder.starts = envs.game_starts()
     mean, low, high = bootstrap_ci(np.array(scores), seed=seed)
     return EvalResult(
-        scores=scores, frames=frames, steps=steps, mean=mean, ci_low=low, ci_high=high
+        scores=scores, frames=frames, steps=steps, mean=mean, ci_low=low, ci_high=high, seed=seed
     )
 
 
-def evaluate_run(
-    run_dir: Path,
+def evaluate_and_film(
+    policy: Policy,
+    cfg: Config,
     *,
-    episodes: int | None = None,
-    seed: int | None = None,
-    overrides: list[str] | None = None,
-    video: str | None = None,
-) -> int:
-    """`atari-dqn eval`: score the latest checkpoint of `run_dir`, print it, write eval.json;
-    with `video` (`best,median,worst` or game numbers), also those games as videos."""
-    if set(parse_overrides(overrides or [])) - {"eval"}:
-        raise ConfigError("eval takes only eval.* overrides, e.g. eval.epsilon=0.05")
-    run = RunDir(run_dir)
-    cfg = run.read_config(overrides)
-    episodes = episodes or cfg.eval.episodes
-    if episodes <= 0:
-        raise ConfigError(f"--episodes must be positive, got {episodes}")
-    seed = cfg.seed + 1 if seed is None else seed
-    choice = parse_choice(video, episodes) if video is not None else None
-    state = load_state(run)
-    n_actions = len(action_meanings(cfg.env))
-    check_compatible(state, game=cfg.env.game, n_actions=n_actions, run=run)
-    learner = Learner(
-        n_actions,
-        cfg.learner,
-        history_length=cfg.replay.history_length,
-        screen_size=cfg.env.screen_size,
+    episodes: int,
+    seed: int,
+    agent_steps: int,
+    film: list[str] | list[int] | None = None,
+    video_folder: Path | None = None,
+    say: Callable[[str], None] = print,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalResult:
+    """`evaluate`, then, with `film` (`["median"]`, `["best", "worst"]` or game numbers as
+    `eval` prints them, from 1), those games as videos in `video_folder`
+    (`atari_dqn.video`); `say` reports each file written. A game whose replay differs from
+    it raises VideoError."""
+    recorder = GameRecorder() if film else None
+    result = evaluate(
+        policy, cfg, episodes=episodes, seed=seed, progress=progress, recorder=recorder
     )
-    learner.load_state_dict(state["learner"])
-    recorder = GameRecorder() if choice is not None else None
-    with Progress() as bar:
-        task = bar.add_task(f"evaluating {cfg.env.game}", total=episodes)
-        result = evaluate(
-            learner,
-            cfg,
-            episodes=episodes,
-            seed=seed,
-            progress=lambda done, total: bar.update(task, completed=done),
-            recorder=recorder,
-        )
-    for i, (score, frames) in enumerate(zip(result.scores, result.frames, strict=True)):
-        print(f"game {i + 1:>3}: score {score:>8.1f}  ({frames:,} frames)")
-    steps = state["counters"]["agent_steps"]
-    print(
-        f"{cfg.env.game} after {steps:,} agent steps ({steps * cfg.env.frame_skip:,} frames): "
-        f"mean {result.mean:.1f}, 95% CI [{result.ci_low:.1f}, {result.ci_high:.1f}] "
-        f"over {episodes} games (epsilon {cfg.eval.epsilon}, seed {seed})"
-    )
-    run.write_record(
-        run.eval_record,
-        {
-            "game": cfg.env.game,
-            "agent_steps": steps,
-            "emulator_frames": steps * cfg.env.frame_skip,
-            "seed": seed,
-            "episodes": episodes,
-            "protocol": to_dict(cfg)["eval"],
-            **asdict(result),
-        },
-    )
-    print(f"wrote {run.eval_record}")
     if recorder is not None:
-        games = choose(result.scores, choice)
+        games = choose(result.scores, film)
         names = action_meanings(cfg.env)
+        traces = recorder.traces()
         for path in write_videos(
-            recorder.traces(), games, eval_env_config(cfg), names, run.videos, steps
+            traces, games, eval_env_config(cfg), names, video_folder, agent_steps
         ):
-            print(f"wrote {path}")
-    return 0
+            say(f"wrote {path}")
+    return result

@@ -16,10 +16,6 @@ import gymnasium
 
 from atari_dqn.errors import UnknownGameError
 
-gymnasium.register_envs(ale_py)
-# Quiet ALE's banner (logged at Info level by every new emulator); keep its warnings.
-ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Warning)
-
 _ID_SUFFIX = re.compile(r"(NoFrameskip|Deterministic)?-v\d+$")
 
 
@@ -33,7 +29,13 @@ def fold(name: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _games() -> dict[str, str]:
-    """{key: CamelCase name} for every single-player game ale-py registers as `ALE/<Name>-v5`."""
+    """{key: CamelCase name} for every single-player game ale-py registers as `ALE/<Name>-v5`.
+
+    Every emulator is made from a name resolved here, so this first call is where ale-py's
+    envs are registered with gymnasium and ALE's banner (logged at Info level by every new
+    emulator) is quieted, keeping its warnings: not at import, which has no side effects."""
+    gymnasium.register_envs(ale_py)
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Warning)
     games = {}
     for env_id in gymnasium.registry:
         match = re.fullmatch(r"ALE/(\w+)-v5", env_id)
@@ -77,9 +79,10 @@ def list_games() -> list[tuple[str, int]]:
 
     Loads each ROM once (about 9 s in all on a 2-core Xeon), so the answer is cached.
     """
+    names = sorted(_games().values())  # first: it quiets the banner of the emulator below
     ale = ale_py.ALEInterface()
     out = []
-    for name in sorted(_games().values()):
+    for name in names:
         rom = gymnasium.spec(gymnasium_id(name)).kwargs["game"]
         ale.loadROM(ale_py.roms.get_rom_path(rom))
         out.append((name, len(ale.getMinimalActionSet())))

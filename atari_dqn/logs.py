@@ -1,7 +1,8 @@
 """Where a run reports itself: CSV files, TensorBoard event files and a live progress bar.
 
 Each sink has a null twin (`NullTensorBoard`, `NullProgress`), so the loop never asks
-"is logging on?". Scalars reach this module already on the host, once per logging interval.
+"is logging on?". Scalars reach the files already on the host, once per logging interval;
+the progress bar refreshes its figures every few seconds.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ import datetime as _dt
 import io
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from atari_dqn.config import LoggingConfig
+from atari_dqn.config import Config
 from atari_dqn.durable import atomic_write_text
 from atari_dqn.rundir import RunDir
+from atari_dqn.timers import shares, summary
 
 
 class CsvLog:
@@ -48,6 +51,9 @@ class CsvLog:
         atomic_write_text(self.path, out.getvalue())
 
     def write(self, row: dict[str, Any]) -> None:
+        """Append `row`; a list is written as its items separated by spaces, a dict as one
+        column per key (`protocol.epsilon`)."""
+        row = _flat(row)
         new = self._columns is None
         if new:
             self._columns = list(row)
@@ -56,6 +62,20 @@ class CsvLog:
             if new:
                 writer.writeheader()
             writer.writerow(row)
+
+
+def _flat(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        elif isinstance(value, (list, tuple)):
+            out[f"{prefix}{key}"] = " ".join(
+                f"{x:g}" if isinstance(x, float) else str(x) for x in value
+            )
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 class TensorBoard:
@@ -93,16 +113,18 @@ class NullTensorBoard:
 
 
 class Progress:
-    """A rich progress bar over agent steps showing frames, SPS, ETA and the learning signals."""
+    """A rich progress bar over agent steps: frames, the speed of the last seconds, an ETA
+    that counts the phases ahead, epsilon, the recent return, the loss and mean max-Q, and
+    where the time went in the last logging interval. Its figures refresh every
+    `REFRESH_S` seconds, whatever the logging interval."""
 
-    def __init__(self, total_steps: int, start_step: int, description: str) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+    REFRESH_S = 2.0
+    MIN_LEARNING_S = 10.0  # learning time measured before an ETA is extrapolated from it
+
+    def __init__(
+        self, total_steps: int, start_step: int, description: str, frame_skip: int
+    ) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
         from rich.progress import Progress as RichProgress
 
         self._bar = RichProgress(
@@ -111,36 +133,86 @@ class Progress:
             MofNCompleteColumn(),
             TextColumn("steps"),
             TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[eta]}"),
             TextColumn("{task.fields[info]}"),
             refresh_per_second=2,
         )
         self._bar.start()
         self._task = self._bar.add_task(
-            description, total=total_steps, completed=start_step, info=""
+            description, total=total_steps, completed=start_step, eta="", info=""
         )
+        self._total = total_steps
+        self._frame_skip = frame_skip
+        self._phases = ""
+        self.begin(start_step, 0)
 
-    def update(self, step: int, info: str) -> None:
-        self._bar.update(self._task, completed=step, info=info)
+    def begin(self, step: int, learning_from: int) -> None:
+        """Training starts at `step`; learning (the slower phase) from step `learning_from`."""
+        self._learning_from = learning_from
+        self._last = (step, time.monotonic())
+        self._next_refresh = self._last[1] + self.REFRESH_S
+        self._spent = {"random": [0, 0.0], "learning": [0, 0.0]}  # steps, seconds
 
-    def advance(self, step: int) -> None:
-        """Move the bar between logging intervals, keeping the last interval's figures."""
-        self._bar.update(self._task, completed=step)
+    def phases(self, seconds: dict[str, float]) -> None:
+        """Where the time went in the interval just logged (shown until the next one)."""
+        self._phases = summary(seconds, top=3)
+
+    def tick(self, step: int, epsilon: float, returns: Any, learner: Any) -> None:
+        """After each step: every few seconds, the figures of the moment."""
+        now = time.monotonic()
+        if now < self._next_refresh:
+            return
+        self._next_refresh = now + self.REFRESH_S
+        last_step, last_time = self._last
+        self._last = (step, now)
+        phase = self._spent["random" if last_step < self._learning_from else "learning"]
+        phase[0] += step - last_step
+        phase[1] += now - last_time
+        means = learner.peek_metrics()
+        speed = (step - last_step) / (now - last_time)
+        info = (
+            f"{step * self._frame_skip / 1e6:.2f}M frames  {speed:.0f} SPS  "
+            f"eps {epsilon:.3f}  return {np.mean(returns) if returns else float('nan'):.1f}  "
+            f"loss {float(means.get('loss', np.nan)):.4f}  "
+            f"maxQ {float(means.get('max_q', np.nan)):.3f}"
+        )
+        if self._phases:
+            info += f"  [{self._phases}]"
+        self._bar.update(self._task, completed=step, eta=self._eta(step), info=info)
+
+    def _eta(self, step: int) -> str:
+        """The time left: random play at its measured speed, then learning at its own once
+        it has been measured (until then, said so)."""
+        random_steps, random_s = self._spent["random"]
+        learn_steps, learn_s = self._spent["learning"]
+        if step < self._learning_from:
+            left = (self._learning_from - step) * random_s / max(random_steps, 1)
+            return f"random play ends in {_clock(left)}; learning speed not measured yet"
+        if learn_s < self.MIN_LEARNING_S:
+            return "ETA: measuring the learning speed"
+        rate = learn_steps / learn_s
+        return f"ETA {_clock((self._total - step) / rate)} (est. at {rate:,.0f} steps/s)"
 
     def print(self, message: str) -> None:
-        self._bar.console.print(message)
+        self._bar.console.print(message, markup=False, highlight=False)
 
     def close(self) -> None:
         self._bar.stop()
 
 
+def _clock(seconds: float) -> str:
+    """`3 days, 4:05:06`, `0:01:02`: a duration for the ETA."""
+    return str(_dt.timedelta(seconds=round(seconds)))
+
+
 class NullProgress:
     """No bar; messages still reach the terminal."""
 
-    def update(self, step: int, info: str) -> None: ...
+    def begin(self, step: int, learning_from: int) -> None: ...
 
-    def advance(self, step: int) -> None: ...
+    def phases(self, seconds: dict[str, float]) -> None: ...
+
+    def tick(self, step: int, epsilon: float, returns: Any, learner: Any) -> None: ...
 
     def print(self, message: str) -> None:
         print(message, flush=True)
@@ -155,69 +227,85 @@ class RunLogs:
     logged after it (before a crash) is dropped, so every step is logged once."""
 
     def __init__(
-        self,
-        run: RunDir,
-        cfg: LoggingConfig,
-        *,
-        total_steps: int,
-        start_step: int,
-        game: str,
-        action_names: list[str],
+        self, run: RunDir, cfg: Config, *, start_step: int, action_names: list[str]
     ) -> None:
+        game = cfg.env.game
         self._labels = [f"{i}_{name}" for i, name in enumerate(action_names)]
         self.metrics = CsvLog(run.metrics_csv)
         self.evals = CsvLog(run.evals_csv)
         for log in (self.metrics, self.evals):
             log.drop_after(start_step)
         self.tensorboard = (
-            TensorBoard(run.tensorboard, start_step) if cfg.tensorboard else NullTensorBoard()
+            TensorBoard(run.tensorboard, start_step)
+            if cfg.logging.tensorboard
+            else NullTensorBoard()
         )
         self._log_file = run.log_file
-        self.progress = Progress(total_steps, start_step, game) if cfg.progress else NullProgress()
+        self.progress = (
+            Progress(cfg.loop.total_steps, start_step, game, cfg.env.frame_skip)
+            if cfg.logging.progress
+            else NullProgress()
+        )
         self.event(
             f"{'resumed' if start_step else 'started'} {game} at {start_step:,} agent steps "
             f"(pid {os.getpid()})"
         )
 
-    def event(self, message: str) -> None:
-        """Say `message` on the terminal and append it to `run.log`, which outlives a closed
-        terminal (a dropped SSH session ends the run with its resume command there)."""
+    def event(self, message: str, echo: bool = True) -> None:
+        """Append `message` to `run.log`, which outlives a closed terminal (a dropped SSH
+        session ends the run with its resume command there), and say it on the terminal
+        unless `echo` is False (what the command line prints itself, such as an error)."""
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         with self._log_file.open("a") as f:
             f.write(f"{stamp}  {message}\n")
+        if not echo:
+            return
         try:
             self.progress.print(message)
         except OSError:  # the terminal is gone
             pass
 
-    def train_row(self, row: dict[str, Any], q_per_action: np.ndarray, actions: np.ndarray) -> None:
-        """One training interval: scalars, plus the action histogram and mean Q per action."""
+    def train_row(
+        self,
+        row: dict[str, Any],
+        q_per_action: np.ndarray,
+        actions: np.ndarray,
+        seconds: dict[str, float],
+        usage: dict[str, float],
+    ) -> None:
+        """One training interval: scalars, the action histogram and mean Q per action,
+        the seconds each loop phase took (`atari_dqn.timers`) and the memory used."""
         step = int(row["agent_steps"])
+        times = {f"time_{phase}_s": value for phase, value in seconds.items()}
         self.metrics.write(
             {
                 **row,
-                "action_counts": " ".join(str(int(c)) for c in actions),
-                "q_per_action": " ".join(f"{q:.4g}" for q in q_per_action),
+                "action_counts": [int(c) for c in actions],
+                "q_per_action": [float(f"{q:.4g}") for q in q_per_action],
+                **times,
+                **usage,
             }
         )
         self.tensorboard.scalars(step, {f"train/{k}": v for k, v in row.items()})
+        self.tensorboard.scalars(step, {f"time/{k}": v for k, v in shares(seconds).items()})
+        self.tensorboard.scalars(step, {f"usage/{k}": v for k, v in usage.items()})
         self.tensorboard.bars(
             step, "actions/fraction", actions / max(1, actions.sum()), self._labels
         )
         self.tensorboard.bars(step, "q_per_action", q_per_action, self._labels)
-        info = (
-            f"{row['emulator_frames'] / 1e6:.2f}M frames  {row['steps_per_second']:.0f} SPS  "
-            f"eps {row['epsilon']:.3f}  return {row['mean_return_100']:.1f}  "
-            f"loss {row['loss']:.4f}  maxQ {row['mean_max_q']:.3f}"
-        )
-        self.progress.update(step, info)
+        self.progress.phases(seconds)
 
-    def eval_row(self, row: dict[str, Any]) -> None:
-        self.evals.write(row)
-        self.tensorboard.scalars(int(row["agent_steps"]), {f"eval/{k}": v for k, v in row.items()})
+    def eval_row(self, record: dict[str, Any]) -> None:
+        """One evaluation during training (`EvalResult.record`)."""
+        self.evals.write(record)
+        scalars = {k: v for k, v in record.items() if isinstance(v, (int, float))}
+        self.tensorboard.scalars(
+            int(record["agent_steps"]), {f"eval/{k}": v for k, v in scalars.items()}
+        )
+        ci = (record["ci_high"] - record["ci_low"]) / 2
         self.progress.print(
-            f"eval at {row['agent_steps']:,} steps: {row['mean_score']:.1f} "
-            f"+- {row['ci95']:.1f} over {row['episodes']} games"
+            f"eval at {record['agent_steps']:,} steps: {record['mean']:.1f} "
+            f"+- {ci:.1f} over {record['episodes']} games"
         )
 
     def close(self) -> None:

@@ -12,24 +12,7 @@ import math
 import torch
 from torch import nn
 
-# (out channels, kernel, stride) of the three convolutions (Methods, "Model architecture").
-_CONVS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
-
-
-def _conv_side(screen_size: int) -> int:
-    """Side of the last convolution's output for a square input of `screen_size` pixels."""
-    side = screen_size
-    for _, kernel, stride in _CONVS:
-        side = (side - kernel) // stride + 1  # a 'valid' (unpadded) convolution
-    return side
-
-
-def min_screen_size() -> int:
-    """The smallest square input the three convolutions accept (36 pixels)."""
-    size = 1
-    while _conv_side(size) <= 0:
-        size += 1
-    return size
+from atari_dqn.shapes import NATURE_CONVS, conv_side, min_screen_size
 
 
 def _init_uniform_fan_in(layer: nn.Conv2d | nn.Linear, generator: torch.Generator | None) -> None:
@@ -72,13 +55,14 @@ class NatureCNN(nn.Module):
                 f"screen_size={screen_size} is too small for the Nature CNN's three "
                 f"convolutions; use at least {min_screen_size()} (the paper uses 84)"
             )
+        self.n_actions = n_actions
         self.input_shape = (history_length, screen_size, screen_size)
         layers: list[nn.Module] = []
         channels = history_length
-        for out, kernel, stride in _CONVS:
+        for out, kernel, stride in NATURE_CONVS:
             layers += [nn.Conv2d(channels, out, kernel_size=kernel, stride=stride), nn.ReLU()]
             channels = out
-        side = _conv_side(screen_size)
+        side = conv_side(screen_size)
         layers += [nn.Flatten(), nn.Linear(channels * side * side, 512), nn.ReLU()]
         self.layers = nn.Sequential(*layers, nn.Linear(512, n_actions))
         for layer in self.layers:

@@ -13,22 +13,21 @@ group per game (the longest-trained, then the one with most seeds) and lists whi
 
 from __future__ import annotations
 
-import csv
-import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from atari_dqn.config import Config
+from atari_dqn.config import Config, experiment_keys
 from atari_dqn.configfile import flatten
 from atari_dqn.env.atari import action_meanings
 from atari_dqn.errors import ConfigError
+from atari_dqn.report_figures import film_lines, plot_run, read_csv
 from atari_dqn.rundir import RunDir
 from atari_dqn.scores import human_normalized, lookup
 from atari_dqn.stats import bootstrap_ci, iqm, stratified_bootstrap_ci
-from atari_dqn.video import film_step_and_game, frame_strip, videos_by_step
 
 PAPER_FRAMES = 200_000_000  # 50M agent steps x 4 frames (Nature, Methods)
 PAPER_GAME_FRAMES = 18_000  # an evaluation game's cap: 5 minutes at 60 Hz (Methods)
@@ -50,6 +49,7 @@ class RunSummary:
     scored_games: str  # "evaluation" or "training": the games the scores are of
     game_frames_cap: int  # emulator frames at which those games were cut
     changes: tuple[str, ...] = ()  # the experiment's settings that differ from Nature's
+    interval: tuple[float, float] | None = None  # the 95% CI recorded with the scores
 
     @property
     def mean(self) -> float:
@@ -62,49 +62,22 @@ class RunSummary:
         return self.game_frames_cap < PAPER_GAME_FRAMES
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-# Settings that change how a run is computed or logged, not the experiment: runs that
-# differ only in them pool. The budget (loop.total_steps) is a column of its own.
-_NOT_THE_EXPERIMENT = {
-    "seed",
-    "env.game",
-    "loop.total_steps",
-    "eval.interval_steps",
-    "eval.episodes",
-    "replay.prefetch",
-    "loop.overlap",
-    "learner.device",
-    "learner.torch_threads",
-    "learner.compile",
-    "learner.channels_last",
-    "learner.cuda_graph",
-    "learner.stop_on_nonfinite",
-    "eval.video",
-}
-_SECTIONS_NOT_THE_EXPERIMENT = ("logging.", "checkpoint.")
-
-
 def experiment_changes(cfg: Config) -> tuple[str, ...]:
     """`key=value` for each experiment setting of `cfg` that differs from the Nature paper's."""
     nature = flatten(Config(env=type(cfg.env)(game=cfg.env.game)))
+    experiment = experiment_keys()
     return tuple(
         f"{key}={value}"
         for key, value in flatten(cfg).items()
-        if value != nature[key]
-        and key not in _NOT_THE_EXPERIMENT
-        and not key.startswith(_SECTIONS_NOT_THE_EXPERIMENT)
+        if value != nature[key] and key in experiment
     )
 
 
-def _final_scores(run: RunDir, cfg: Config) -> tuple[int, list[float], str, int]:
+def _final_scores(
+    run: RunDir, cfg: Config
+) -> tuple[int, list[float], str, int, tuple[float, float] | None]:
     """(frames trained, scores, where they come from, the emulator frames at which their
-    games were cut) by the run's `eval.scores_from`."""
+    games were cut, the interval recorded with them) by the run's `eval.scores_from`."""
     if cfg.eval.scores_from == "training":
         record = run.read_record(run.training_games)
         if not record or not record["scores"]:
@@ -112,23 +85,33 @@ def _final_scores(run: RunDir, cfg: Config) -> tuple[int, list[float], str, int]
         # Training games are cut by the training cap. They are marked by the same rule as
         # evaluation games: a game cut short is scored on part of it, whatever it was for.
         source = "its last 100 training games"
-        return record["emulator_frames"], record["scores"], source, cfg.env.max_episode_frames
-    record = run.read_record(run.eval_record)
-    if record is not None:
-        # `eval` takes eval.* overrides, so the protocol it records is the one its games were
-        # played by; a record without one was played by the run's config.
-        protocol = record.get("protocol", {})
-        cap = protocol.get("max_episode_frames", cfg.eval.max_episode_frames)
-        return record["emulator_frames"], record["scores"], "eval.json", cap
-    evals = _read_csv(run.evals_csv)
-    if not evals:
-        raise ConfigError(
-            f"'{run}' has no evaluation yet: run `python -m atari_dqn eval --run-dir {run}`"
-        )
-    last = evals[-1]
-    scores = [float(x) for x in last["scores"].split()]
-    source = "evals.csv (last evaluation)"
-    return int(last["emulator_frames"]), scores, source, cfg.eval.max_episode_frames
+        cap = cfg.env.max_episode_frames
+        return record["emulator_frames"], record["scores"], source, cap, None
+    # An evaluation's record (`EvalResult.record`): eval.json, else the last evaluation
+    # during training. `eval` takes eval.* overrides, so the protocol recorded is the one
+    # its games were played by, and its interval is the one it reported.
+    source, record = "eval.json", run.read_record(run.eval_record)
+    if record is None:
+        evals = read_csv(run.evals_csv)
+        if not evals:
+            raise ConfigError(
+                f"'{run}' has no evaluation yet: run `python -m atari_dqn eval --run-dir {run}`"
+            )
+        source, record = "evals.csv (last evaluation)", _from_csv_row(evals[-1])
+    cap = int(record["protocol"]["max_episode_frames"])
+    interval = (float(record["ci_low"]), float(record["ci_high"]))
+    return int(record["emulator_frames"]), record["scores"], source, cap, interval
+
+
+def _from_csv_row(row: dict[str, str]) -> dict[str, Any]:
+    """An evals.csv row as the record it was written from (`logs.CsvLog` flattened it)."""
+    return {
+        "emulator_frames": int(row["emulator_frames"]),
+        "scores": [float(x) for x in row["scores"].split()],
+        "ci_low": float(row["ci_low"]),
+        "ci_high": float(row["ci_high"]),
+        "protocol": {"max_episode_frames": int(row["protocol.max_episode_frames"])},
+    }
 
 
 def summarise_run(run_dir: Path) -> RunSummary:
@@ -136,7 +119,7 @@ def summarise_run(run_dir: Path) -> RunSummary:
     was run, else its last evaluation; with `training`, its last 100 training games."""
     run = RunDir(run_dir)
     cfg = run.read_config()
-    frames, scores, source, cap = _final_scores(run, cfg)
+    frames, scores, source, cap, interval = _final_scores(run, cfg)
     return RunSummary(
         run.path,
         cfg.env.game,
@@ -148,6 +131,7 @@ def summarise_run(run_dir: Path) -> RunSummary:
         cfg.eval.scores_from,
         cap,
         experiment_changes(cfg),
+        interval,
     )
 
 
@@ -204,10 +188,14 @@ def _config_labels(groups: dict[Group, list[RunSummary]]) -> dict[tuple[str, ...
 
 
 def _group_scores(group: list[RunSummary]) -> tuple[float, float, float, str]:
-    """Mean and 95% CI: over the seeds' means with several seeds, else over its games."""
+    """Mean and 95% CI: over the seeds' means with several seeds, else over its games (the
+    interval its evaluation recorded, when it recorded one)."""
     if len(group) > 1:
         return (*bootstrap_ci(np.array([r.mean for r in group])), "seeds")
-    return (*bootstrap_ci(np.array(group[0].scores)), "games")
+    run = group[0]
+    if run.interval is not None:
+        return (run.mean, *run.interval, "games")
+    return (*bootstrap_ci(np.array(run.scores)), "games")
 
 
 def game_table(groups: dict[Group, list[RunSummary]]) -> str:
@@ -269,107 +257,6 @@ def aggregate(
     return stats, [key for key, _ in chosen.values()]
 
 
-def _frames_unit(largest: int) -> tuple[float, str]:
-    """(divisor, x-axis label) for emulator frames up to `largest`: frames in millions,
-    thousands or ones, whichever keeps a tick label to a few digits (8,000 frames in
-    millions ran the labels of a short run together: 0.00400.0045...)."""
-    if largest >= 1_000_000:
-        return 1e6, "emulator frames (M)"
-    if largest >= 10_000:
-        return 1e3, "emulator frames (thousands)"
-    return 1.0, "emulator frames"
-
-
-def plot_run(run: RunSummary, out: Path) -> Path:
-    """Eval score against frames (Nature's score as a line), loss, mean Q, epsilon, actions."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    run_dir, game = RunDir(run.path), run.game
-    metrics = _read_csv(run_dir.metrics_csv)
-    evals = _read_csv(run_dir.evals_csv)
-    eval_frames = np.array([int(r["emulator_frames"]) for r in evals])
-    frames = np.array([int(r["emulator_frames"]) for r in metrics])
-    divisor, xlabel = _frames_unit(max([*eval_frames, *frames], default=0))
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
-    ax = axes[0, 0]
-    if evals:
-        y = np.array([float(r["mean_score"]) for r in evals])
-        lo = np.array([float(r["ci_low"]) for r in evals])
-        hi = np.array([float(r["ci_high"]) for r in evals])
-        ax.plot(eval_frames / divisor, y, marker="o", label="ours (eval, eps 0.05)")
-        ax.fill_between(eval_frames / divisor, lo, hi, alpha=0.2)
-    paper = lookup(game)
-    if paper is not None and paper.nature_dqn is not None:
-        ax.axhline(paper.nature_dqn, color="k", ls="--", label="Nature DQN (200M frames)")
-    if paper is not None:
-        ax.axhline(paper.random, color="grey", ls=":", label="random")
-    ax.set(title=f"{game}: evaluation score", ylabel="raw score")
-    ax.legend(fontsize=8)
-    for ax, key, title in (
-        (axes[0, 1], "mean_return_100", "training return (last 100 games)"),
-        (axes[0, 2], "loss", "loss"),
-        (axes[1, 0], "mean_max_q", "mean max Q"),
-        (axes[1, 1], "epsilon", "epsilon"),
-    ):
-        ax.plot(frames / divisor, [float(r[key]) for r in metrics])
-        ax.set(title=title)
-    ax = axes[1, 2]
-    if metrics:
-        counts = np.array([[int(c) for c in r["action_counts"].split()] for r in metrics], float)
-        fractions = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-        ax.stackplot(frames / divisor, fractions.T, labels=run.actions)
-        ax.legend(fontsize=7, loc="upper right")
-    ax.set(title="action histogram", ylabel="fraction")
-    for ax in axes.flat:
-        ax.set_xlabel(xlabel)
-        # At most seven round numbers: four-digit labels then fit side by side in a panel.
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
-    fig.tight_layout()
-    path = out / f"{run_dir.name}.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
-
-
-def _strip_film(run: RunDir, videos: list[tuple[int, Path]]) -> tuple[int, Path]:
-    """The film the strip shows, and its step: the latest film, except that of the games
-    `eval --video` filmed for eval.json (best, median and worst by default), the
-    median-scoring one rather than whichever was written last."""
-    step, latest = videos[-1]
-    record = run.read_record(run.eval_record)
-    if record is None or record["agent_steps"] != step or latest.parent != run.videos:
-        return step, latest
-    scores = record["scores"]
-    films = sorted(
-        (scores[game - 1], path)
-        for at, path in videos
-        if at == step
-        and path.parent == run.videos
-        and (game := film_step_and_game(path)[1]) <= len(scores)
-    )
-    return step, films[(len(films) - 1) // 2][1] if films else latest
-
-
-def _watch(run: RunSummary, out: Path) -> list[str]:
-    """Report lines showing the run's latest film (`_strip_film`) as a strip of frames, and
-    links to all its films."""
-    run_dir = RunDir(run.path)
-    videos = videos_by_step(run_dir.videos)
-    if not videos:
-        return []
-    step, latest = _strip_film(run_dir, videos)
-    strip = frame_strip(latest, out / f"{run.path.name}-strip.png")
-    links = ", ".join(f"[{path.name}]({os.path.relpath(path, out)})" for _, path in videos)
-    lines = [f"The agent at {step:,} agent steps ({latest.name}):", ""]
-    if strip is not None:
-        lines += [f"![{latest.name}]({strip.name})", ""]
-    return [*lines, f"Videos: {links}", ""]
-
-
 def _aggregate_lines(groups: dict[Group, list[RunSummary]]) -> list[str]:
     """The aggregate's lines (`aggregate`), its score marked if a game of it is, and the
     groups it takes."""
@@ -403,7 +290,7 @@ def _aggregate_lines(groups: dict[Group, list[RunSummary]]) -> list[str]:
 def _run_lines(run: RunSummary, out: Path) -> list[str]:
     """The run's section of report.md: what it is, its score (marked if cut short), its plot
     and its films."""
-    png = plot_run(run, out)
+    png = plot_run(run.path, run.game, run.actions, out)
     return [
         f"### {run.path.name}",
         f"{run.game}, seed {run.seed}, {run.frames:,} frames; score {_fmt(run.mean)}"
@@ -411,7 +298,7 @@ def _run_lines(run: RunSummary, out: Path) -> list[str]:
         "",
         f"![{run.path.name}]({png.name})",
         "",
-        *_watch(run, out),
+        *film_lines(run.path, out),
     ]
 
 

@@ -7,6 +7,7 @@ runs/Breakout-20261125-120000/
   training_games.json   the last 100 training games' raw scores
   tensorboard/    event files                  checkpoint/   state.pt + replay.ring
   run.log         starts, stops, checkpoints' failures, each with the time
+  runtime.json    how the run runs on this machine (device, speed switches), as resolved
   videos/         evaluation games, the Q-values beside the screen (training/: those of the
                   evaluations during training)
 ```
@@ -20,7 +21,10 @@ import contextlib
 import datetime as _dt
 import fcntl
 import json
+import os
+import shlex
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,8 @@ from atari_dqn.configfile import load_config, to_yaml
 from atari_dqn.durable import atomic_write_text
 from atari_dqn.errors import ConfigError
 
+MAKE_MARKER = "ATARI_DQN_MAKE"
+"""Set by the Makefile's targets, so a run tells its user to resume it with `make resume`."""
 STATE_FILE = "state.pt"
 """In a checkpoint folder: networks, optimiser, counters, RNG and env states."""
 REPLAY_FILE = "replay.ring"
@@ -49,6 +55,8 @@ class RunDir:
         """The raw scores of the last 100 training games, with the step (each checkpoint)."""
         self.tensorboard = self.path / "tensorboard"
         self.log_file = self.path / "run.log"
+        self.runtime_record = self.path / "runtime.json"
+        """The resolved runtime (`atari_dqn.runtime.Runtime`) of its latest start."""
         self.videos = self.path / "videos"
         """Evaluation games as videos (`eval --video`)."""
         self.training_videos = self.videos / "training"
@@ -107,12 +115,23 @@ class RunDir:
             yield
 
     def clear_attempt(self) -> None:
-        """Remove what a start that died before its first checkpoint left (its config, logs
-        and half-written checkpoint), so the run can start again."""
-        for path in (self.config_file, self.metrics_csv, self.evals_csv):
+        """Remove what a start that died before its first checkpoint left (its logs and
+        half-written checkpoint; its config stays), so the run can start again."""
+        for path in (self.metrics_csv, self.evals_csv):
             path.unlink(missing_ok=True)
         for folder in (self.tensorboard, self.checkpoint_tmp):
             shutil.rmtree(folder, ignore_errors=True)
+
+    def resume_command(self) -> str:
+        """The command that resumes this run, as it works from where the user stands: `make
+        resume RUN_DIR=...` for a run the Makefile started, else this Python's own
+        `-m atari_dqn train --resume ...` (a path relative to here when it is below here)."""
+        if os.environ.get(MAKE_MARKER):
+            return f"make resume RUN_DIR={shlex.quote(_near(self.path))}"
+        python = _near(Path(sys.executable))
+        if "/" not in python:  # a bare name would be looked up on the PATH
+            python = f"./{python}"
+        return f"{shlex.quote(python)} -m atari_dqn train --resume {shlex.quote(_near(self.path))}"
 
     @staticmethod
     def read_record(path: Path) -> dict[str, Any] | None:
@@ -122,3 +141,15 @@ class RunDir:
     @staticmethod
     def write_record(path: Path, record: dict[str, Any]) -> None:
         atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+
+
+def _near(path: Path) -> str:
+    """`path` relative to the working directory when it lies below it, else absolute.
+
+    Not resolved: a virtual environment's python is a link, and resolving it would name
+    the base interpreter, which lacks the project's packages."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        return str(absolute.relative_to(Path.cwd()))
+    except ValueError:
+        return str(absolute)

@@ -1,6 +1,10 @@
-"""Starting and resuming a run in its directory: what `train`, `train --resume` and a sweep's
-tasks call. One process trains a run at a time (the run's lock), and a resume keeps what a
-checkpoint is made of (its game, env settings, replay and number of envs).
+"""Starting, resuming and evaluating a run in its directory: what `train`, `train --resume`,
+`eval` and a sweep's tasks call.
+
+Each resolves the config and the runtime once, checks that the run fits in memory before
+anything is created, builds the parts (`atari_dqn.build`) and hands them to the loop. One
+process trains a run at a time (the run's lock), and a resume keeps what a checkpoint is
+made of (`config.fixed_on_resume_keys`).
 """
 
 from __future__ import annotations
@@ -9,43 +13,103 @@ import signal
 import threading
 from pathlib import Path
 
+from rich.progress import Progress
+
 from atari_dqn import checkpoint as ckpt
-from atari_dqn.config import Config
-from atari_dqn.configfile import flatten
+from atari_dqn.build import evaluation_policy, new_parts, parts_from_checkpoint
+from atari_dqn.config import Config, fixed_on_resume_keys
+from atari_dqn.configfile import flatten, parse_overrides
+from atari_dqn.env.atari import action_meanings
 from atari_dqn.errors import ConfigError
+from atari_dqn.evaluate import evaluate_and_film
+from atari_dqn.logs import RunLogs
 from atari_dqn.loop import Trainer
+from atari_dqn.memory import check_fits
+from atari_dqn.parts import Parts
 from atari_dqn.rundir import RunDir
+from atari_dqn.runtime import Runtime, apply, resolve
+from atari_dqn.video import parse_choice
+
+PAPER_STEPS = 50_000_000
 
 
-def train(cfg: Config, run_dir: Path) -> int:
-    """Start a new run in `run_dir` (which must not hold one already)."""
+def train(cfg: Config, run_dir: Path, source: str | None = None) -> int:
+    """Start a new run of `cfg` (read from the file `source`) in `run_dir`, which must not
+    hold one already."""
     run = RunDir(run_dir)
+    if run.path.exists() and not run.path.is_dir():
+        raise ConfigError(f"--run-dir '{run}' is a file, not a directory: choose another --run-dir")
     if run.holds_run():
         raise ConfigError(
-            f"'{run}' already holds a run; continue it with `train --resume {run}` "
+            f"'{run}' already holds a run; continue it with `{run.resume_command()}` "
             "or choose another --run-dir"
         )
+    check_fits(cfg)
+    runtime = resolve(cfg)
+    _say_what_it_is(cfg, run, runtime, source)
     with run.locked():
         run.write_config(cfg)
-        print(f"training {cfg.env.game} into {run}")
-        _fail_writes_past_file_size_limits()
-        return Trainer(cfg, run).run()
+        return _train_new(cfg, run, runtime)
+
+
+def _say_what_it_is(cfg: Config, run: RunDir, runtime: Runtime, source: str | None) -> None:
+    """The run's first lines: what it trains, for how long, where, and how to resume it."""
+    steps = cfg.loop.total_steps
+    frames = steps * cfg.env.frame_skip
+    print(
+        f"training {cfg.env.game} with {source or 'its config'}: {steps:,} agent steps "
+        f"({frames / 1e6:g}M emulator frames) into {run}"
+    )
+    if steps >= PAPER_STEPS and not runtime.on_cuda:
+        print(
+            f"  this is the paper's full run ({PAPER_STEPS // 10**6}M agent steps): on a CPU "
+            "it takes days; configs/cpu_demo.yaml learns Breakout in a few hours on 2 cores"
+        )
+    print(f"  Ctrl-C stops it with a checkpoint; resume with: {run.resume_command()}")
+
+
+def _train_new(cfg: Config, run: RunDir, runtime: Runtime) -> int:
+    apply(runtime)
+    return _run(cfg, run, runtime, new_parts(cfg, runtime), checkpoint_step=None)
+
+
+def _run(
+    cfg: Config, run: RunDir, runtime: Runtime, parts: Parts, checkpoint_step: int | None
+) -> int:
+    try:
+        logs = RunLogs(
+            run, cfg, start_step=parts.state.agent_steps, action_names=parts.envs.action_meanings
+        )
+    except BaseException:
+        parts.close()
+        raise
+    logs.event(runtime.describe(), echo=False)
+    run.write_record(run.runtime_record, runtime.to_dict())
+    _fail_writes_past_file_size_limits()
+    return Trainer(cfg, run, runtime, parts, logs, checkpoint_step).run()
 
 
 def resume(run_dir: Path, overrides: list[str] | None = None) -> int:
-    """Continue the run in `run_dir` from its checkpoint (overrides may extend it)."""
+    """Continue the run in `run_dir` from its checkpoint (overrides may extend it); a run
+    stopped before its first checkpoint starts again from step 0 with its saved config."""
     run = RunDir(run_dir)
     cfg = run.read_config(overrides)
     _check_unchanged(run.read_config(), cfg)
+    check_fits(cfg)
+    runtime = resolve(cfg)
     with run.locked():
-        state = ckpt.load_state(run)
-        trainer = Trainer(cfg, run)
-        ckpt.check_compatible(state, game=cfg.env.game, n_actions=trainer.n_actions, run=run)
-        trainer.restore(state, ckpt.load_replay(run))
         run.write_config(cfg)
-        print(f"resuming {cfg.env.game} in {run} at {trainer.agent_steps:,} agent steps")
-        _fail_writes_past_file_size_limits()
-        return trainer.run()
+        if not ckpt.has_checkpoint(run):
+            print(f"'{run}' has no checkpoint yet: starting it from step 0 with its config")
+            run.clear_attempt()
+            return _train_new(cfg, run, runtime)
+        apply(runtime)
+        parts, step = parts_from_checkpoint(cfg, runtime, run, say=print)
+        print(
+            f"resuming {cfg.env.game} in {run} at {step:,} of {cfg.loop.total_steps:,} "
+            f"agent steps; resume later with: {run.resume_command()}"
+        )
+        return _run(cfg, run, runtime, parts, checkpoint_step=step)
 
 
 def _fail_writes_past_file_size_limits() -> None:
@@ -56,17 +120,12 @@ def _fail_writes_past_file_size_limits() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
-# What a checkpoint is made of: a resume cannot change them (its env states, its replay and
-# its network's shape would not fit).
-_FIXED_ON_RESUME = ("env.", "replay.capacity", "replay.history_length", "loop.num_envs")
-
-
 def _check_unchanged(saved: Config, cfg: Config) -> None:
     before, after = flatten(saved), flatten(cfg)
     changed = [
         f"{key} ({before[key]} -> {after[key]})"
-        for key in before
-        if key.startswith(_FIXED_ON_RESUME) and before[key] != after[key]
+        for key in sorted(fixed_on_resume_keys())
+        if before[key] != after[key]
     ]
     if changed:
         raise ConfigError(
@@ -76,12 +135,57 @@ def _check_unchanged(saved: Config, cfg: Config) -> None:
 
 
 def start_or_resume(cfg: Config, run_dir: Path) -> int:
-    """Resume `run_dir` from its checkpoint if it has one, else start `cfg` there afresh
-    (after clearing what a start that died before its first checkpoint left behind)."""
-    run = RunDir(run_dir)
-    if run.holds_run():
-        if ckpt.has_checkpoint(run):
-            return resume(run_dir)
-        with run.locked():  # never clear files that a live trainer of this run is writing
-            run.clear_attempt()
+    """Resume the run in `run_dir` if one was started there, else start `cfg` there."""
+    if RunDir(run_dir).holds_run():
+        return resume(run_dir)
     return train(cfg, run_dir)
+
+
+def evaluate_run(
+    run_dir: Path,
+    *,
+    episodes: int | None = None,
+    seed: int | None = None,
+    overrides: list[str] | None = None,
+    video: str | None = None,
+) -> int:
+    """`atari-dqn eval`: score the latest checkpoint of `run_dir`, print it, write eval.json;
+    with `video` (`best,median,worst` or game numbers), also those games as videos."""
+    if set(parse_overrides(overrides or [])) - {"eval"}:
+        raise ConfigError("eval takes only eval.* overrides, e.g. eval.epsilon=0.05")
+    if episodes is not None and episodes <= 0:
+        raise ConfigError(f"--episodes must be positive, got {episodes}")
+    run = RunDir(run_dir)
+    cfg = run.read_config(overrides)
+    episodes = cfg.eval.episodes if episodes is None else episodes
+    seed = cfg.seed + 1 if seed is None else seed
+    film = parse_choice(video, episodes) if video is not None else None
+    state = ckpt.load_state(run)
+    n_actions = len(action_meanings(cfg.env))
+    ckpt.check_compatible(state, game=cfg.env.game, n_actions=n_actions, run=run)
+    runtime = resolve(cfg)
+    apply(runtime)
+    steps = state["counters"]["agent_steps"]
+    with Progress() as bar:
+        task = bar.add_task(f"evaluating {cfg.env.game}", total=episodes)
+        result = evaluate_and_film(
+            evaluation_policy(cfg, runtime, state),
+            cfg,
+            episodes=episodes,
+            seed=seed,
+            agent_steps=steps,
+            film=film,
+            video_folder=run.videos,
+            say=bar.console.print,
+            progress=lambda done, total: bar.update(task, completed=done),
+        )
+    for i, (score, frames) in enumerate(zip(result.scores, result.frames, strict=True)):
+        print(f"game {i + 1:>3}: score {score:>8.1f}  ({frames:,} frames)")
+    print(
+        f"{cfg.env.game} after {steps:,} agent steps ({steps * cfg.env.frame_skip:,} frames): "
+        f"mean {result.mean:.1f}, 95% CI [{result.ci_low:.1f}, {result.ci_high:.1f}] "
+        f"over {episodes} games (epsilon {cfg.eval.epsilon}, seed {seed})"
+    )
+    run.write_record(run.eval_record, result.record(cfg, steps))
+    print(f"wrote {run.eval_record}")
+    return 0

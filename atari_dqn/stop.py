@@ -3,7 +3,9 @@
 SIGINT (Ctrl-C), SIGTERM and SIGHUP (a closed terminal, a dropped SSH session) become a flag
 the training loop checks between steps. So does a file `stop` in the run directory, which a
 sweep writes to stop its runs wherever they train (a Ray worker has no terminal, and its
-task may not run in a process's main thread, where Python handles signals).
+task may not run in a process's main thread, where Python handles signals). A second
+signal, while the run checkpoints, raises `SecondStop` wherever the run is: the user
+insists, and the run stops without that checkpoint.
 """
 
 from __future__ import annotations
@@ -16,6 +18,15 @@ from typing import Any
 
 # The request file is looked for at most this often: one stat() per step would be noise.
 _FILE_CHECK_S = 0.5
+
+
+class SecondStop(KeyboardInterrupt):
+    """A second stop signal: stop now, without the checkpoint the first one asked for."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signal_name = signal.Signals(signum).name
+        self.exit_code = 128 + signum
 
 
 class StopRequest:
@@ -40,7 +51,7 @@ class StopRequest:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signal is not None:  # a second Ctrl-C: the user insists
-            raise KeyboardInterrupt
+            raise SecondStop(signum)
         self.signal, self.reason = signum, signal.Signals(signum).name
 
     @property

@@ -58,8 +58,9 @@ class SweepRecord:
                 "another --out"
             )
 
-    def start(self, command: list[str], config: str | None, overrides: list[str],
-              runs: list[SweepRun]) -> None:  # fmt: skip
+    def start(
+        self, command: list[str], config: str | None, overrides: list[str], runs: list[SweepRun]
+    ) -> None:
         self.data.update(
             command=shlex.join([Path(command[0]).name, *command[1:]]),
             config=config,
@@ -123,7 +124,7 @@ def progress_table(runs: list[SweepRun], record: SweepRecord) -> Table:
             str(run.seed),
             f"{steps:,} / {run.cfg.loop.total_steps:,}" if steps is not None else "-",
             _fmt(metrics.get("steps_per_second"), "{:,.0f}"),
-            _fmt(evals.get("mean_score"), "{:,.1f}"),
+            _fmt(evals.get("mean"), "{:,.1f}"),
             f"[{_STYLE.get(state, 'white')}]{state}[/]" + (f": {error}" if error else ""),
         )
     return table

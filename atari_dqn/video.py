@@ -40,7 +40,7 @@ _QUEUED = 16
 _STRIP_BORDER = 3  # pixels of grey around each frame of a strip
 FRAME_SIZE = (210 * SCALE, SCREEN_WIDTH + PANEL_WIDTH)  # (height, width) = (420, 640)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
-_CHOSEN, _OTHER, _TEXT, _RANDOM = (0, 165, 255), (150, 150, 150), (235, 235, 235), (60, 60, 230)
+CHOSEN, OTHER, TEXT, RANDOM = (0, 165, 255), (150, 150, 150), (235, 235, 235), (60, 60, 230)
 
 
 class VideoError(RuntimeError):
@@ -123,7 +123,7 @@ def choose(scores: list[float], choice: list[str] | list[int]) -> list[int]:
     return list(dict.fromkeys(picked))
 
 
-def _rows(count: int) -> tuple[int, int]:
+def panel_rows(count: int) -> tuple[int, int]:
     """(top, height) of the panel's rows, one per action (18 at most, ale-py's full set)."""
     top = 92  # below the text above the rows, and the zero line's label
     return top, min(30, (FRAME_SIZE[0] - top - 4) // count)
@@ -137,7 +137,7 @@ _VALUE_LEFT = PANEL_WIDTH - 62  # room for -99.999, right-aligned
 _BAR_SPAN = _VALUE_LEFT - 8 - _BAR_LEFT
 
 
-def _bar_axis(low: float, high: float) -> tuple[int, float]:
+def bar_axis(low: float, high: float) -> tuple[int, float]:
     """(column of Q = 0 in the panel, pixels per unit of Q) for a game whose Q-values lie in
     [low, high]. One scale for the whole game, spanning zero as well as its values, so that
     a bar's length is its value's size: bars that started at the lowest value would make
@@ -147,23 +147,23 @@ def _bar_axis(low: float, high: float) -> tuple[int, float]:
     return _BAR_LEFT + round(-low * pixels_per_unit), pixels_per_unit
 
 
-def _blank(names: list[str], axis: tuple[int, float]) -> np.ndarray:
+def blank_frame(names: list[str], axis: tuple[int, float]) -> np.ndarray:
     """A frame with what every frame of a game shares: the action names, and the bars' zero
-    line (labelled 0) from `_bar_axis`, in the panel."""
+    line (labelled 0) from `bar_axis`, in the panel."""
     frame = np.zeros((*FRAME_SIZE, 3), np.uint8)
     panel = frame[:, SCREEN_WIDTH:]  # a view: OpenCV draws into the frame
-    top, row = _rows(len(names))
+    top, row = panel_rows(len(names))
     for i, name in enumerate(names):
         cv2.putText(
-            panel, name, (8, top + i * row + row - 6), _FONT, _ROW_FONT, _TEXT, 1, cv2.LINE_AA
+            panel, name, (8, top + i * row + row - 6), _FONT, _ROW_FONT, TEXT, 1, cv2.LINE_AA
         )
     zero_x = axis[0]
-    cv2.line(panel, (zero_x, top - 2), (zero_x, top + len(names) * row - 2), _TEXT, 1)
-    cv2.putText(panel, "0", (zero_x - 4, top - 5), _FONT, 0.4, _TEXT, 1, cv2.LINE_AA)
+    cv2.line(panel, (zero_x, top - 2), (zero_x, top + len(names) * row - 2), TEXT, 1)
+    cv2.putText(panel, "0", (zero_x - 4, top - 5), _FONT, 0.4, TEXT, 1, cv2.LINE_AA)
     return frame
 
 
-def _draw_panel(
+def draw_panel(
     panel: np.ndarray,
     q: np.ndarray,
     axis: tuple[int, float],
@@ -172,14 +172,14 @@ def _draw_panel(
     header: str,
     name: str,
 ) -> None:
-    """The step's text and a bar per Q(s, a) on `axis` (`_bar_axis`): from the zero line
-    that `_blank` drew, to its right for a positive value and to its left for a negative
+    """The step's text and a bar per Q(s, a) on `axis` (`bar_axis`): from the zero line
+    that `blank_frame` drew, to its right for a positive value and to its left for a negative
     one, never over the line."""
-    cv2.putText(panel, header, (8, 22), _FONT, 0.5, _TEXT, 1, cv2.LINE_AA)
-    cv2.putText(panel, f"action: {name}", (8, 46), _FONT, 0.5, _TEXT, 1, cv2.LINE_AA)
-    how, colour = ("random (epsilon)", _RANDOM) if explored else ("greedy", _CHOSEN)
+    cv2.putText(panel, header, (8, 22), _FONT, 0.5, TEXT, 1, cv2.LINE_AA)
+    cv2.putText(panel, f"action: {name}", (8, 46), _FONT, 0.5, TEXT, 1, cv2.LINE_AA)
+    how, colour = ("random (epsilon)", RANDOM) if explored else ("greedy", CHOSEN)
     cv2.putText(panel, how, (8, 70), _FONT, 0.5, colour, 1, cv2.LINE_AA)
-    top, row = _rows(len(q))
+    top, row = panel_rows(len(q))
     zero_x, pixels_per_unit = axis
     for i, value in enumerate(q):
         y = top + i * row
@@ -190,13 +190,13 @@ def _draw_panel(
                 panel,
                 (zero_x + side, y),
                 (zero_x + side * length, y + row - 4),
-                _CHOSEN if i == action else _OTHER,
+                CHOSEN if i == action else OTHER,
                 -1,
             )
         text = f"{value:.3f}"
         width = cv2.getTextSize(text, _FONT, _ROW_FONT, 1)[0][0]
         right_aligned = (PANEL_WIDTH - 6 - width, y + row - 6)  # the decimal points in line
-        cv2.putText(panel, text, right_aligned, _FONT, _ROW_FONT, _TEXT, 1, cv2.LINE_AA)
+        cv2.putText(panel, text, right_aligned, _FONT, _ROW_FONT, TEXT, 1, cv2.LINE_AA)
 
 
 def _write_video(trace: GameTrace, emulator: Emulator, names: list[str], path: Path) -> None:
@@ -206,8 +206,8 @@ def _write_video(trace: GameTrace, emulator: Emulator, names: list[str], path: P
         ale.getLegalActionSet() if emulator.cfg.full_action_space else ale.getMinimalActionSet()
     )
     q_all = np.stack(trace.q_values)
-    axis = _bar_axis(float(q_all.min()), float(q_all.max()))
-    blank = _blank(names, axis)
+    axis = bar_axis(float(q_all.min()), float(q_all.max()))
+    blank = blank_frame(names, axis)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(
         str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (FRAME_SIZE[1], FRAME_SIZE[0])
@@ -232,7 +232,7 @@ def _write_video(trace: GameTrace, emulator: Emulator, names: list[str], path: P
                     interpolation=cv2.INTER_NEAREST,
                 )
                 header = f"step {step + 1}  score {score:g}  lives {ale.lives()}"
-                _draw_panel(
+                draw_panel(
                     frame[:, SCREEN_WIDTH:], q, axis, action, explored, header, names[action]
                 )
                 pending.append(encoder.submit(writer.write, frame))
@@ -317,7 +317,7 @@ def frame_strip(
             frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
             # A grey frame around each: a black panel would run into the next black screen.
             frames.append(
-                cv2.copyMakeBorder(frame, *[_STRIP_BORDER] * 4, cv2.BORDER_CONSTANT, value=_OTHER)
+                cv2.copyMakeBorder(frame, *[_STRIP_BORDER] * 4, cv2.BORDER_CONSTANT, value=OTHER)
             )
     capture.release()
     if not frames:

@@ -30,7 +30,7 @@ def test_our_timed_window_pools_its_intervals_and_reads_epsilon_from_the_rows():
         {"agent_steps": "300", "steps_per_second": "100", "epsilon": "0.3"},
         {"agent_steps": "500", "steps_per_second": "50", "epsilon": "0.2"},
     ]
-    window = e2e._timed_window(rows, timed_from=200)
+    window = e2e.timed_window(rows, timed_from=200)
     # 300 steps timed in 100/100 + 200/50 = 5 s; the row at 100 is before the window
     assert window == {
         "steps_per_second": 60.0,

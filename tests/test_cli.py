@@ -1,15 +1,21 @@
-"""The command line: bad input is one clear line and status 2, never a traceback."""
+"""The command line: bad input is one clear line and status 2, never a traceback, and
+nothing is left behind; the commands it prints work as printed."""
 
 from __future__ import annotations
 
+import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from procs import wait_for
+from quick_runs import QUIET, ROOT, SMOKE
 
-ROOT = Path(__file__).resolve().parents[1]
+from atari_dqn.configfile import load_config
+from atari_dqn.rundir import RunDir
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -115,7 +121,7 @@ def _valid_state() -> bytes:
         ("missing config file", "config file 'nope.yaml' not found"),
         ("missing run directory", "not found"),
         ("not a run directory", "is not a run directory"),
-        ("no checkpoint", "no checkpoint in"),
+        ("no checkpoint to evaluate", "no checkpoint in"),
         ("corrupt checkpoint", "is corrupt or unreadable"),
         ("corrupt replay file", "replay file"),
     ],
@@ -130,7 +136,7 @@ def test_each_kind_of_bad_input_is_one_line_and_status_2(tmp_path, case, expecte
         "missing config file": lambda: (*train, "--config", "nope.yaml"),
         "missing run directory": lambda: ("train", "--resume", str(tmp_path / "nope")),
         "not a run directory": lambda: ("eval", "--run-dir", str(tmp_path)),
-        "no checkpoint": lambda: ("train", "--resume", str(_run_dir(tmp_path))),
+        "no checkpoint to evaluate": lambda: ("eval", "--run-dir", str(_run_dir(tmp_path))),
         "corrupt checkpoint": lambda: (
             "eval", "--run-dir", str(_run_dir(tmp_path, state=b"garbage"))
         ),
@@ -143,3 +149,109 @@ def test_each_kind_of_bad_input_is_one_line_and_status_2(tmp_path, case, expecte
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+
+
+def one_error_line(result: subprocess.CompletedProcess, expected: str) -> str:
+    """The run's single stderr line, checked to be an error naming `expected`, status 2."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+    return lines[0]
+
+
+def test_a_replay_larger_than_the_memory_is_refused_before_anything_is_created(tmp_path):
+    run = tmp_path / "run"
+    result = cli("train", "--game", "Breakout", "--run-dir", str(run), "replay.capacity=1e9")
+    line = one_error_line(result, "replay.capacity=1,000,000,000 needs")
+    assert "lower replay.capacity to at most" in line and "available" in line
+    assert not run.exists()
+
+
+def test_a_run_directory_that_is_a_file_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("mine")
+    result = cli("train", "--game", "Breakout", "--config", str(SMOKE), "--run-dir", str(path))
+    one_error_line(result, "is a file, not a directory")
+    assert path.read_text() == "mine" and sorted(tmp_path.iterdir()) == [path]
+
+
+def test_a_config_that_is_a_directory_is_named_as_such():
+    result = cli("train", "--game", "Breakout", "--config", "configs", "--dry-run")
+    one_error_line(result, "--config 'configs' is a directory")
+
+
+def _trained(tmp_path: Path, *overrides: str) -> Path:
+    run = tmp_path / "run"
+    args = ["--game", "Breakout", "--config", str(SMOKE), "--run-dir", str(run)]
+    result = cli("train", *args, *QUIET, "eval.interval_steps=0", *overrides)
+    assert result.returncode == 0, result.stderr
+    return run
+
+
+def test_eval_of_zero_games_is_refused_and_keeps_eval_json(tmp_path):
+    run = _trained(tmp_path, "loop.total_steps=600")
+    one_error_line(cli("eval", "--run-dir", str(run), "--episodes", "0"), "--episodes")
+    assert not (run / "eval.json").exists()
+    # The record says what was played: its protocol's games are its games.
+    result = cli("eval", "--run-dir", str(run), "--episodes", "2", "eval.max_episode_frames=800")
+    assert result.returncode == 0, result.stderr
+    record = json.loads((run / "eval.json").read_text())
+    assert record["episodes"] == len(record["scores"]) == 2
+    assert record["protocol"] == {"epsilon": 0.05, "max_episode_frames": 800, "noop_max": 30}
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_0(tmp_path):
+    run = tmp_path / "run"
+    RunDir(run).write_config(load_config(SMOKE))
+    (run / "metrics.csv").write_text("agent_steps\n999\n")  # what the dead start logged
+    result = cli("train", "--resume", str(run), *QUIET, "loop.total_steps=600")
+    assert result.returncode == 0, result.stderr
+    assert "has no checkpoint yet: starting it from step 0" in result.stdout
+    with (run / "metrics.csv").open() as f:
+        assert [row["agent_steps"] for row in csv.DictReader(f)] == ["500"]
+
+
+@pytest.mark.skipif(
+    not (ROOT / ".venv" / ".installed").exists(), reason="needs the Makefile's .venv"
+)
+def test_the_resume_line_a_make_run_prints_resumes_it_as_printed(tmp_path):
+    # `make train`, stopped (as by Ctrl-C), prints how to resume; that line, run by a shell
+    # from the checkout, resumes the run. A stop file makes each sitting stop at once.
+    run = tmp_path / "run"
+    args = " ".join([*QUIET, "eval.interval_steps=0", "loop.total_steps=100000"])
+    train = ["make", "--no-print-directory", "-o", ".venv/.installed", "train"]
+    proc = subprocess.Popen(
+        [*train, f"CONFIG={SMOKE}", f"RUN_DIR={run}", f"ARGS={args}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    wait_for(lambda: (run / "metrics.csv").exists())
+    RunDir(run).stop_request.touch()
+    out, _ = proc.communicate(timeout=120)
+    lines = out.splitlines()
+    printed = lines[lines.index(next(x for x in lines if x.endswith("Resume with:"))) + 1]
+    assert printed.strip() == f"make resume RUN_DIR={run}", out
+    saved = json.loads((run / "training_games.json").read_text())["agent_steps"]
+    RunDir(run).stop_request.touch()
+    again = subprocess.run(
+        printed, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert f"resuming Breakout in {run} at {saved:,} of 100,000 agent steps" in again.stdout
+    assert f"resumed Breakout at {saved:,} agent steps" in (run / "run.log").read_text()
+    assert f"make resume RUN_DIR={run}" in again.stdout  # stopped again: the same line
+
+
+def test_dry_run_and_the_game_list_load_neither_torch_nor_numba():
+    # `--dry-run` answers in a second; `games` waits only for the ROMs.
+    code = (
+        "import sys; from atari_dqn.cli import main; from atari_dqn import games; "
+        "main(['train', '--game', 'Breakout', '--dry-run']); "
+        "print('loaded:', [m for m in ('torch', 'numba') if m in sys.modules])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "loaded: []"

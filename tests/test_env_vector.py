@@ -16,7 +16,6 @@ from procs import alive, descendants, wait_for
 
 from atari_dqn.env.block import env_seed
 from atari_dqn.env.vector import VectorEnv
-from atari_dqn.env.workers import Command
 
 
 def _vec_rollout(vec: VectorEnv, steps: int) -> list[np.ndarray]:
@@ -79,21 +78,20 @@ def test_vector_env_starts_spare_games_ahead_once_every_block_has_one() -> None:
     rng = np.random.default_rng(0)
     with vector("Breakout", 2, seed=0, workers=1) as one_block:
         one_block.reset()
-        envs = one_block._local.envs
         pending_after_game_over = 0
         for _ in range(600):
             step = one_block.step(rng.integers(4, size=2))
             # with a single block, the step after a game over starts the spare's next game
-            pending_after_game_over += sum(env.games.pending for env in envs)
-            assert sum(env.games.pending for env in envs) <= step.game_over.sum()
+            pending_after_game_over += one_block.spares_to_start().sum()
+            assert one_block.spares_to_start().sum() <= step.game_over.sum()
         assert pending_after_game_over >= 2
     with vector("Breakout", 2, seed=0, workers=2) as two_blocks:
         two_blocks.reset()
-        pending = two_blocks._arrays["pending"]
         waited = prepared = 0
         for _ in range(600):
-            before = pending.copy()
+            before = two_blocks.spares_to_start()
             step = two_blocks.step(rng.integers(4, size=2))
+            pending = two_blocks.spares_to_start()
             ahead = before.min() > 0
             waited += before.max() > 0 and not ahead  # one block waits for the other
             prepared += ahead
@@ -135,28 +133,27 @@ def test_vector_env_auto_reset_returns_true_last_frame_and_next_first_frame() ->
 def test_vector_env_reports_a_dead_worker_and_leaves_no_process() -> None:
     vec = vector("Pong", 2, seed=0)
     vec.reset()
-    (worker,) = vec._procs
-    os.kill(worker.pid, signal.SIGKILL)
+    (worker,) = vec.worker_pids
+    os.kill(worker, signal.SIGKILL)
     with pytest.raises(RuntimeError, match="died"):
         vec.step(np.zeros(2, np.int64))
-    assert not worker.is_alive()
+    assert vec.worker_exit_codes == [-signal.SIGKILL]
     vec.close()  # idempotent
 
 
 def test_vector_env_reports_a_worker_exception_with_its_traceback() -> None:
-    with vector("Pong", 2, seed=0) as vec:
+    with vector("Pong", 2, seed=0, in_process=False) as vec:
         vec.reset()
-        vec._arrays["actions"][:] = 99  # past the checks in step(): fails inside every env
-        with pytest.raises(RuntimeError, match=r"atari-env-1-1 raised:(.|\n)*IndexError"):
-            vec._command(Command.STEP)
+        # States no env can take: each worker's env fails inside it, past the parent's checks.
+        with pytest.raises(RuntimeError, match=r"atari-env-0-0 raised:(.|\n)*KeyError"):
+            vec.set_state([{}, {}])
 
 
 def test_vector_env_close_stops_its_workers() -> None:
     with vector("Pong", 3, seed=0, workers=3) as vec:
-        procs = list(vec._procs)
-        assert len(procs) == 2  # the first block runs in this process
+        assert len(vec.worker_pids) == 2  # the first block runs in this process
         vec.reset()
-    assert all(not p.is_alive() and p.exitcode == 0 for p in procs)
+    assert vec.worker_exit_codes == [0, 0]
     with pytest.raises(RuntimeError, match="closed"):
         vec.reset()
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from quick_runs import learner_and_policy
 
 from atari_dqn.config import Config
 from atari_dqn.configfile import load_config
 from atari_dqn.evaluate import eval_env_config, evaluate
-from atari_dqn.learner import Learner
 
 
 class NoopLearner:
@@ -61,17 +61,17 @@ def test_evaluation_is_reproducible_per_seed_and_plays_exactly_the_games_asked_f
 
 
 def test_evaluation_acts_epsilon_greedy_with_epsilon_0_05():
-    overrides = ["eval.max_episode_frames=6000", "loop.num_envs=4", "learner.device=cpu"]
+    overrides = ["eval.max_episode_frames=6000", "loop.num_envs=4"]
     cfg = load_config(None, overrides, game="Breakout")
-    learner = Learner(4, cfg.learner, seed=0)
+    _, policy = learner_and_policy()
     with torch.no_grad():  # make action 2 (RIGHT) the greedy choice everywhere
-        last = learner.online.layers[-1]
+        last = policy.network.layers[-1]
         last.weight.zero_()
         last.bias.copy_(torch.tensor([0.0, 0.0, 1.0, 0.0]))
     actions: list[np.ndarray] = []
-    act = learner.act
-    learner.act = lambda s, e, r: actions.append(act(s, e, r)) or actions[-1]  # type: ignore[method-assign]
-    evaluate(learner, cfg, episodes=8, seed=1)
+    act = policy.act
+    policy.act = lambda s, e, r: actions.append(act(s, e, r)) or actions[-1]  # type: ignore[method-assign]
+    evaluate(policy, cfg, episodes=8, seed=1)
     taken = np.concatenate(actions)
     assert len(taken) > 3000
     # epsilon 0.05 explores uniformly over 4 actions: a non-greedy action 0.05 * 3/4 of the time

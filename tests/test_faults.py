@@ -118,6 +118,38 @@ def test_a_stop_signal_saves_a_checkpoint_that_resumes_and_says_how(tmp_path, si
         assert checkpoint_step(run) == saved + 100
 
 
+def test_a_second_ctrl_c_while_the_stop_checkpoint_is_written_stops_without_it(tmp_path):
+    # A replay of 20,000 frames (140 MB) takes long enough to write (its CRCs, its fsync)
+    # that the second Ctrl-C lands inside it: sent as soon as checkpoint.tmp appears.
+    run = tmp_path / "run"
+    proc = start(
+        run,
+        "replay.capacity=100000",
+        "loop.replay_start_steps=1000000",  # random play: fast, no learning needed
+        "checkpoint.interval_steps=15000",
+        "loop.total_steps=10000000",
+    )
+    wait_for(lambda: checkpoint_step(run) >= 15000)
+    wait_for(lambda: read_steps(run / "metrics.csv")[-1] >= 20_000)
+    kept = checkpoint_step(run)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)  # two signals close together reach Python's handler as one
+    deadline = time.monotonic() + 30
+    while not (run / "checkpoint.tmp").exists():  # polled tightly: the write takes ~0.2 s
+        assert time.monotonic() < deadline
+        time.sleep(0.0005)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in out, out
+    assert "a second SIGINT: the run stopped without a new checkpoint" in errors[0]
+    assert f"the checkpoint at agent step {checkpoint_step(run):,} remains" in errors[0]
+    assert f"--resume {run}" in errors[0]
+    assert not (run / "checkpoint.tmp").exists()
+    assert kept == checkpoint_step(run) == 15000
+
+
 def _limit_file_size(size: int):
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
@@ -140,11 +172,31 @@ def test_a_checkpoint_that_cannot_be_written_stops_the_run_and_keeps_the_previou
     assert proc.returncode == 2, out
     errors = [line for line in out.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "cannot write a checkpoint" in errors[0], out
+    assert out.count("cannot write a checkpoint") == 1  # said once, not also by the run
     assert "free beside the previous checkpoint" in errors[0] and "Traceback" not in out
+    assert "checkpoint.save_replay=false" in errors[0]
     assert checkpoint_step(run) == 3000
     ring = ckpt.load_replay(RunDir(run))
     assert ring is not None and len(ring) > 2900
     assert not (run / "checkpoint.tmp").exists()
+
+
+def test_a_run_that_saves_no_replay_is_not_told_to_stop_saving_it(tmp_path):
+    # No replay: the state (27 MB) alone does not fit under 16 MiB a file.
+    run = tmp_path / "run"
+    proc = start(
+        run,
+        "checkpoint.save_replay=false",
+        "checkpoint.interval_steps=1000",
+        "loop.total_steps=2000",
+        preexec_fn=_limit_file_size(16 << 20),
+    )
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 2, out
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "cannot write a checkpoint" in errors[0], out
+    assert "save_replay" not in errors[0] and "the run has no earlier checkpoint" in errors[0]
+    assert not (run / "checkpoint.tmp").exists() and checkpoint_step(run) == -1
 
 
 def test_a_run_whose_loss_becomes_nan_stops_and_keeps_its_last_good_checkpoint(tmp_path):
@@ -157,7 +209,7 @@ def test_a_run_whose_loss_becomes_nan_stops_and_keeps_its_last_good_checkpoint(t
     assert proc.returncode == 2, out
     errors = [line for line in out.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "became NaN or infinite at update" in errors[0], out
-    assert "last good checkpoint (agent step 400)" in errors[0]
+    assert "last good checkpoint (the checkpoint at agent step 400)" in errors[0]
     state = ckpt.load_state(RunDir(run))
     assert state["counters"]["agent_steps"] == 400
     assert all(torch.isfinite(v).all() for v in state["learner"]["online"].values())
@@ -230,7 +282,7 @@ def test_a_ring_file_whose_header_was_rewritten_consistently_is_still_checked(tm
     header = json.loads(data[-trailer.size - length : -trailer.size])
     # (A consistent rewrite of history_length describes another valid ring: resume refuses
     # it against the run's config, below.)
-    for key, value in (("capacity", 42), ("version", 2)):
+    for key, value in (("capacity", 42), ("version", 1)):
         edited = json.dumps({**header, key: value}).encode()
         body = data[: -trailer.size - length]
         path.write_bytes(body + edited + trailer.pack(len(edited), zlib.crc32(edited), magic))

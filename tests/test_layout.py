@@ -1,4 +1,5 @@
-"""The package's shape: small modules, public names only across modules, no import cycle."""
+"""The package's shape: small modules, public names only across modules (and from the
+tests), no import cycle, and one module that asks the machine about CUDA."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "atari_dqn"
+TESTS = Path(__file__).resolve().parent
 MAX_LINES = 400
 
 
@@ -74,8 +76,8 @@ def test_the_import_graph_has_no_cycle_even_through_imports_inside_functions():
         name: {module for module, _ in _imports(tree) if module in MODULES and module != name}
         for name, tree in MODULES.items()
     }
-    assert "atari_dqn.learner" in graph["atari_dqn.loop"]  # the graph is read, not empty
-    assert "atari_dqn.replay.ring" in graph["atari_dqn.config"]  # imports inside functions too
+    assert "atari_dqn.parts" in graph["atari_dqn.loop"]  # the graph is read, not empty
+    assert "atari_dqn.runs" in graph["atari_dqn.cli"]  # imports inside functions too
     state: dict[str, int] = {}  # 1: on the current path, 2: done
 
     def visit(node: str, path: list[str]) -> list[str] | None:
@@ -90,3 +92,44 @@ def test_the_import_graph_has_no_cycle_even_through_imports_inside_functions():
 
     cycles = [c for name in sorted(graph) if name not in state and (c := visit(name, []))]
     assert cycles == []
+
+
+def test_only_the_runtime_asks_torch_whether_cuda_is_present():
+    # The runtime is resolved once per run (atari_dqn/runtime.py); everything else is handed
+    # its answer, so no part decides "auto on CUDA" on its own.
+    askers = sorted(
+        name
+        for name, tree in MODULES.items()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr == "is_available"
+        and ast.unparse(node.value).endswith("cuda")
+    )
+    assert askers == ["atari_dqn.runtime"]
+
+
+def _private_reads(tree: ast.Module) -> list[str]:
+    """`from atari_dqn... import _x`, and `obj._x` on anything but `self` or `cls`."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("atari_dqn"):
+            found += [f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        ):
+            found.append(f"line {node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_no_test_reads_a_private_name_of_another_module():
+    # Tests hold the public behaviour: a private name may change without a test noticing.
+    offences = {
+        path.name: reads
+        for path in sorted(TESTS.glob("*.py"))
+        if (reads := _private_reads(ast.parse(path.read_text())))
+    }
+    assert offences == {}
+    assert _private_reads(ast.parse("from atari_dqn.video import _x\nvec._procs"))  # it sees

@@ -1,6 +1,6 @@
-"""td_loss against hand-computed values; Learner updates, acting, target sync and state.
+"""td_loss against hand-computed values; Learner updates, target sync and state.
 
-Every Learner here names its device: the CPU tests run on any machine (a GPU one included),
+Every learner here names its device: the CPU tests run on any machine (a GPU one included),
 and the CUDA tests at the end skip where torch sees no GPU.
 """
 
@@ -9,14 +9,14 @@ import copy
 import numpy as np
 import pytest
 import torch
+from quick_runs import make_learner
 
-from atari_dqn.config import LearnerConfig
+from atari_dqn.config import Config, LearnerConfig
 from atari_dqn.errors import ConfigError
-from atari_dqn.learner import Learner, td_loss
-from atari_dqn.replay.feed import TensorBatch
+from atari_dqn.learner import td_loss
+from atari_dqn.replay.batch import Batch
+from atari_dqn.runtime import resolve
 
-# The CPU learner of most tests: eager, so no test waits on torch.compile's ~30 s.
-CPU = dict(device="cpu", compile=False)
 cuda = pytest.mark.cuda  # skipped where torch sees no CUDA device (tests/conftest.py)
 
 # Three transitions, gamma 0.9:
@@ -75,15 +75,16 @@ def test_no_gradient_flows_into_target_q():
     assert target_grad is None
 
 
-def _batch(size=8, seed=0, n_actions=4):
+def _batch(size=8, seed=0, n_actions=4, device="cpu"):
     """Random 5-frame windows: obs = frames[:, :4], next_obs = frames[:, 1:]."""
     g = torch.Generator().manual_seed(seed)
-    return TensorBatch(
+    batch = Batch(
         torch.randint(0, 256, (size, 5, 84, 84), dtype=torch.uint8, generator=g),
         torch.randint(0, n_actions, (size,), generator=g),
         torch.randint(-1, 2, (size,), generator=g).float(),
         (torch.rand(size, generator=g) > 0.2).float(),
     )
+    return Batch(*(t.to(device) for t in batch))
 
 
 def _params(net):
@@ -98,7 +99,7 @@ def _pairs(a, b):
 
 
 def test_update_changes_online_network_only():
-    learner = Learner(4, LearnerConfig(**CPU))
+    learner = make_learner()
     online, target = _params(learner.online), _params(learner.target)
     metrics = learner.update(_batch())
     assert all(not torch.equal(a, b) for a, b in _pairs(online, learner.online))
@@ -109,7 +110,7 @@ def test_update_changes_online_network_only():
 
 
 def test_update_metrics_describe_the_batch_before_the_step():
-    learner = Learner(4, LearnerConfig(**CPU))
+    learner = make_learner()
     batch = _batch()
     with torch.no_grad():
         q = learner.online(batch.obs)
@@ -124,58 +125,20 @@ def test_update_metrics_describe_the_batch_before_the_step():
 
 
 def test_sync_target_copies_online_weights():
-    learner = Learner(4, LearnerConfig(**CPU))
+    learner = make_learner()
     learner.update(_batch())
     learner.sync_target()
     assert all(torch.equal(a, b) for a, b in _pairs(learner.online, learner.target))
     assert not any(p.requires_grad for p in learner.target.parameters())
 
 
-def test_act_with_epsilon_zero_is_argmax_of_online_q():
-    learner = Learner(5, LearnerConfig(**CPU), seed=3)
-    stacks = _batch(size=16, seed=1).obs.numpy()
-    with torch.no_grad():
-        expected = learner.online(torch.from_numpy(stacks)).argmax(1).numpy()
-    actions = learner.act(stacks, 0.0, np.random.default_rng(0))
-    assert actions.dtype == np.int64
-    np.testing.assert_array_equal(actions, expected)
-
-
-def test_act_with_epsilon_one_is_uniform_and_skips_the_network(monkeypatch):
-    learner = Learner(4, LearnerConfig(**CPU))
-    monkeypatch.setattr(learner, "online", None)  # any network call would now fail
-    stacks = np.zeros((8, 4, 84, 84), dtype=np.uint8)
-    rng = np.random.default_rng(42)
-    actions = np.concatenate([learner.act(stacks, 1.0, rng) for _ in range(500)])
-    counts = np.bincount(actions, minlength=4)
-    # 4000 draws, 1000 expected each, std ~27: 5 std either side
-    assert counts.sum() == 4000
-    assert np.all(np.abs(counts - 1000) < 140), counts
-    # reproducible from the rng seed
-    rng2 = np.random.default_rng(42)
-    again = np.concatenate([learner.act(stacks, 1.0, rng2) for _ in range(500)])
-    np.testing.assert_array_equal(actions, again)
-
-
-def test_act_mixes_random_and_greedy_per_env():
-    learner = Learner(4, LearnerConfig(**CPU))
-    stacks = _batch(size=64, seed=2).obs.numpy()
-    with torch.no_grad():
-        greedy = learner.online(torch.from_numpy(stacks)).argmax(1).numpy()
-    rng = np.random.default_rng(5)
-    explore = np.random.default_rng(5).random(64) < 0.5  # the draws act makes first
-    actions = learner.act(stacks, 0.5, rng)
-    np.testing.assert_array_equal(actions[~explore], greedy[~explore])
-    assert 0 < explore.sum() < 64
-
-
 def test_state_dict_round_trip_gives_identical_next_update():
-    a = Learner(4, LearnerConfig(**CPU), seed=0)
+    a = make_learner(seed=0)
     a.update(_batch(seed=1))
     a.sync_target()
     a.update(_batch(seed=2))
     state = copy.deepcopy(a.state_dict())
-    b = Learner(4, LearnerConfig(**CPU), seed=99)
+    b = make_learner(seed=99)
     b.load_state_dict(state)
     next_batch = _batch(seed=3)
     ma, mb = a.update(next_batch), b.update(next_batch)
@@ -185,13 +148,13 @@ def test_state_dict_round_trip_gives_identical_next_update():
 
 
 def test_same_seed_gives_same_network_and_different_seed_does_not():
-    a, b, c = (Learner(4, LearnerConfig(**CPU), seed=s) for s in (1, 1, 2))
+    a, b, c = (make_learner(seed=s) for s in (1, 1, 2))
     assert all(torch.equal(x, y) for x, y in _pairs(a.online, b.online))
     assert not torch.equal(_params(a.online)[0], _params(c.online)[0])
 
 
 def test_overfitting_a_tiny_fixed_batch_reduces_loss():
-    learner = Learner(4, LearnerConfig(**CPU))
+    learner = make_learner()
     batch = _batch(size=8, seed=4)
     first = learner.update(batch)["loss"].item()
     for _ in range(20):  # loss falls from ~0.17 to ~0.07 by then
@@ -201,12 +164,12 @@ def test_overfitting_a_tiny_fixed_batch_reduces_loss():
 
 def test_channels_last_update_matches_the_contiguous_layout():
     batch = _batch()
-    a = Learner(4, LearnerConfig(**CPU, channels_last="false"))
-    b = Learner(4, LearnerConfig(**CPU, channels_last="true"))
+    a = make_learner(channels_last="false")
+    b = make_learner(channels_last="true")
     assert a.online.layers[0].weight.is_contiguous()
     assert b.online.layers[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert not b.online.layers[0].weight.is_contiguous()
-    default = Learner(4, LearnerConfig(**CPU))  # `auto`: channels-last on the CPU
+    default = make_learner()  # `auto`: channels-last on the CPU
     assert default.online.layers[0].weight.is_contiguous(memory_format=torch.channels_last)
     for _ in range(3):
         ma, mb = a.update(batch), b.update(batch)
@@ -215,17 +178,20 @@ def test_channels_last_update_matches_the_contiguous_layout():
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)
 
 
-def test_failed_compile_warns_and_updates_eagerly():
+def test_failed_compile_warns_and_updates_eagerly(monkeypatch):
     batch = _batch()
-    eager = Learner(4, LearnerConfig(**CPU))
-    learner = Learner(4, LearnerConfig(device="cpu", compile=True))
+    eager = make_learner()
 
     def broken(*args):
         raise RuntimeError("no C++ compiler")
 
-    learner._loss_fn = broken  # what a failed torch.compile looks like on first call
+    # What a failed torch.compile looks like: the compiled function fails on its first call.
+    monkeypatch.setattr(torch, "compile", lambda fn, **options: broken)
+    learner = make_learner(compile=True)
+    assert not learner.compiled_ok
     with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
         metrics = learner.update(batch)
+    assert learner.compiled_ok
     torch.testing.assert_close(metrics["loss"], eager.update(batch)["loss"])
     assert all(torch.equal(x, y) for x, y in _pairs(eager.online, learner.online))
 
@@ -233,26 +199,17 @@ def test_failed_compile_warns_and_updates_eagerly():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present here")
 def test_cuda_device_without_cuda_is_a_config_error():
     with pytest.raises(ConfigError, match="learner.device=cpu"):
-        Learner(4, LearnerConfig(device="cuda"))
+        resolve(Config(learner=LearnerConfig(device="cuda")))
     with pytest.raises(ConfigError, match="learner.cuda_graph=true needs a CUDA device"):
-        Learner(4, LearnerConfig(device="cpu", cuda_graph="true"))
-
-
-def test_torch_threads_is_applied():
-    before = torch.get_num_threads()
-    try:
-        Learner(4, LearnerConfig(**CPU, torch_threads=1))
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+        resolve(Config(learner=LearnerConfig(device="cpu", cuda_graph="true")))
 
 
 @pytest.mark.slow
 def test_compiled_update_matches_eager_update():
     batch = _batch()
-    eager = Learner(4, LearnerConfig(**CPU))
-    compiled = Learner(4, LearnerConfig(device="cpu", compile=True))
-    assert eager._compiled_ok and not compiled._compiled_ok  # one eager, one compiled
+    eager = make_learner()
+    compiled = make_learner(compile=True)
+    assert eager.compiled_ok and not compiled.compiled_ok  # one eager, one compiled
     for _ in range(3):
         me, mc = eager.update(batch), compiled.update(batch)
     torch.testing.assert_close(mc["loss"], me["loss"], rtol=1e-4, atol=1e-6)
@@ -261,7 +218,7 @@ def test_compiled_update_matches_eager_update():
 
 
 def test_take_metrics_gives_the_means_over_the_updates_since_the_last_call():
-    learner = Learner(4, LearnerConfig(**CPU))
+    learner = make_learner()
     assert learner.take_metrics() == {}
     seen = [{k: v.clone() for k, v in learner.update(_batch(seed=s)).items()} for s in range(3)]
     means = learner.take_metrics()
@@ -273,14 +230,14 @@ def test_take_metrics_gives_the_means_over_the_updates_since_the_last_call():
 
 
 def _cuda_learner(**options):
-    return Learner(4, LearnerConfig(device="cuda", compile=False, **options), seed=0)
+    return make_learner(device="cuda", **options)
 
 
 @cuda
 def test_on_cuda_a_captured_update_equals_the_eager_update_over_50_updates():
-    batches = [_batch(size=32, seed=s).to(torch.device("cuda")) for s in range(5)]
+    batches = [_batch(size=32, seed=s, device="cuda") for s in range(5)]
     eager, graphed = _cuda_learner(cuda_graph="false"), _cuda_learner(cuda_graph="true")
-    assert graphed.graphs and not eager.graphs
+    assert graphed.runtime.cuda_graph and not eager.runtime.cuda_graph
     for i in range(50):
         me, mg = eager.update(batches[i % 5]), graphed.update(batches[i % 5])
         torch.testing.assert_close(mg["loss"], me["loss"], rtol=1e-4, atol=1e-5)
@@ -296,7 +253,7 @@ def test_on_cuda_a_captured_update_equals_the_eager_update_over_50_updates():
 
 @cuda
 def test_on_cuda_a_captured_update_is_captured_again_after_a_load_and_resumes():
-    batches = [_batch(size=32, seed=s).to(torch.device("cuda")) for s in range(4)]
+    batches = [_batch(size=32, seed=s, device="cuda") for s in range(4)]
     a = _cuda_learner(cuda_graph="true")
     for batch in batches[:2]:
         a.update(batch)
@@ -311,24 +268,9 @@ def test_on_cuda_a_captured_update_is_captured_again_after_a_load_and_resumes():
 
 
 @cuda
-@pytest.mark.parametrize("tf32", [False, True])
-def test_on_cuda_tf32_is_off_inside_updates_and_acting_unless_asked_for(tf32):
-    learner = _cuda_learner(cuda_graph="false", tf32=tf32)
-    seen = []
-    learner.online.register_forward_hook(
-        lambda *_: seen.append(
-            (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-        )
-    )
-    learner.update(_batch(size=32).to(torch.device("cuda")))
-    learner.act(_batch(size=4).obs.numpy(), 0.0, np.random.default_rng(0))
-    assert seen and set(seen) == {(tf32, tf32)}
-
-
-@cuda
 @pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
 def test_on_cuda_torch_optimisers_are_captured_and_match_their_eager_steps(optimizer):
-    batches = [_batch(size=32, seed=s).to(torch.device("cuda")) for s in range(3)]
+    batches = [_batch(size=32, seed=s, device="cuda") for s in range(3)]
     eager = _cuda_learner(cuda_graph="false", optimizer=optimizer)
     graphed = _cuda_learner(cuda_graph="true", optimizer=optimizer)
     for i in range(20):
@@ -336,19 +278,3 @@ def test_on_cuda_torch_optimisers_are_captured_and_match_their_eager_steps(optim
         graphed.update(batches[i % 3])
     for x, y in _pairs(eager.online, graphed.online):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
-
-
-@cuda
-def test_on_cuda_acting_is_the_same_with_and_without_graphs():
-    eager, graphed = _cuda_learner(cuda_graph="false"), _cuda_learner(cuda_graph="true")
-    assert graphed.online.layers[0].weight.is_contiguous()  # `auto`: no channels-last on CUDA
-    stacks = _batch(size=16, seed=7).obs.numpy()
-    for epsilon in (0.0, 0.3):
-        a = eager.act(stacks, epsilon, np.random.default_rng(1))
-        b = graphed.act(stacks, epsilon, np.random.default_rng(1))
-        np.testing.assert_array_equal(a, b)
-    cpu = Learner(4, LearnerConfig(**CPU), seed=0)
-    np.testing.assert_array_equal(
-        cpu.act(stacks, 0.0, np.random.default_rng(1)),
-        graphed.act(stacks, 0.0, np.random.default_rng(1)),
-    )

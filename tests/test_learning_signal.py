@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from quick_runs import make_learner
 
-from atari_dqn.config import LearnerConfig
-from atari_dqn.learner import Learner
-from atari_dqn.replay.feed import to_tensors
+from atari_dqn.replay.feed import as_tensors
 from atari_dqn.replay.ring import FrameRing
 
 
@@ -23,10 +22,9 @@ def test_q_values_learn_which_action_pays_through_the_frame_ring():
         actions = rng.integers(0, 4, size=2)
         rewards = (actions == 2).astype(np.float32)
         ring.add(actions, rewards, np.ones(2, bool), np.zeros(2, bool), frames())
-    cfg = LearnerConfig(device="cpu", compile=False, learning_rate=1e-3)
-    learner = Learner(4, cfg, seed=0)
+    learner = make_learner(learning_rate=1e-3)
     for _ in range(300):
-        learner.update(to_tensors(ring.sample(32), "cpu"))
+        learner.update(as_tensors(ring.sample(32)))
     batch = ring.sample(256)
     with torch.no_grad():
         q = learner.online(torch.from_numpy(batch.obs.copy()))

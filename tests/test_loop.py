@@ -17,6 +17,7 @@ from atari_dqn.errors import CheckpointError, ConfigError
 from atari_dqn.loop import epsilon_at, updates_due
 from atari_dqn.rundir import RunDir
 from atari_dqn.runs import resume, train
+from atari_dqn.timers import PHASES
 
 
 def smoke(*overrides: str) -> Config:
@@ -188,3 +189,45 @@ def test_on_cuda_a_resumed_run_with_graphs_matches_an_uninterrupted_one(tmp_path
     assert a["counters"] == b["counters"]
     for key, value in a["learner"]["online"].items():
         torch.testing.assert_close(value, b["learner"]["online"][key], rtol=1e-4, atol=1e-5)
+
+
+def test_the_loop_phases_add_up_to_each_logging_intervals_wall_time(tmp_path):
+    # Every moment of the loop is charged to one phase: per row of metrics.csv, the phases'
+    # seconds are the interval's wall time (its steps over its steps/s), within 3%.
+    run = tmp_path / "run"
+    assert train(smoke("loop.total_steps=1500", "logging.interval_steps=250"), run) == 0
+    rows = read_csv(run / "metrics.csv")
+    previous = 0
+    for row in rows:
+        steps = int(row["agent_steps"]) - previous
+        previous = int(row["agent_steps"])
+        wall = steps / float(row["steps_per_second"])
+        phases = {p: float(row[f"time_{p}_s"]) for p in PHASES}
+        assert sum(phases.values()) == pytest.approx(wall, rel=0.03), row
+        assert min(phases.values()) >= 0
+    learning = rows[-1]
+    assert float(learning["time_update_s"]) > 0 and float(learning["time_env_s"]) > 0
+    assert float(rows[4]["time_eval_s"]) > 0  # the evaluation at step 1,000, logged next
+    assert float(learning["trainer_rss_peak_mb"]) > 100
+    assert "time: " in (run / "run.log").read_text().splitlines()[-1]
+
+
+@pytest.mark.cuda
+def test_on_cuda_training_fed_through_prefetch_and_graphs_matches_the_same_training_eager(
+    tmp_path,
+):
+    # The whole fed path (prefetch thread -> pinned batch -> the graph's static buffers ->
+    # the captured update) against eager updates of the same batches: 300 updates, overlap
+    # on, under cuDNN's deterministic algorithms (conftest.py), the same weights.
+    base = (*_resume_base(2, "always", "deepmind_rmsprop", "true"), "learner.device=cuda")
+    states = {}
+    for graph in ("true", "false"):
+        cfg = smoke(*base, "loop.total_steps=1500", f"learner.cuda_graph={graph}")
+        assert train(cfg, tmp_path / graph) == 0
+        states[graph] = ckpt.load_state(RunDir(tmp_path / graph))
+    assert states["true"]["counters"] == states["false"]["counters"]
+    assert states["true"]["counters"]["updates"] == (1500 - 300) // 4
+    for key, value in states["false"]["learner"]["online"].items():
+        torch.testing.assert_close(
+            states["true"]["learner"]["online"][key], value, rtol=1e-4, atol=1e-5
+        )

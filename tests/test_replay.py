@@ -22,10 +22,10 @@ from replay_reference import (
 )
 
 from atari_dqn.errors import ConfigError, ReplayError, UserError
-from atari_dqn.replay.feed import Prefetcher, TensorBatch, to_tensors
+from atari_dqn.replay.feed import Prefetcher, Sampler, as_tensors, deliver, tensor_batch
 from atari_dqn.replay.inspection import gather, valid_transitions
 from atari_dqn.replay.ring import FrameRing
-from atari_dqn.replay.ringfile import load_ring, save_ring
+from atari_dqn.replay.ringfile import RingSave, load_ring, save_ring
 
 SMALL = (2, 2)  # frame shape of the counter tests: 4 pixels hold serial and env id
 
@@ -258,11 +258,11 @@ def test_misuse_raises_replay_errors_that_name_the_problem():
             ring.sample(bad)
 
 
-def test_to_tensors_shares_the_five_frame_window():
+def test_tensors_of_a_batch_share_its_five_frame_window():
     ring, stream = make(slots=30)
     run_steps(stream, [[CONTINUE]] * 20)
     batch = ring.sample(4)
-    tb = to_tensors(batch, "cpu")
+    tb = as_tensors(batch)
     assert tb.obs.shape == (4, 4, 2, 2) and tb.next_obs.shape == (4, 4, 2, 2)
     assert tb.action.dtype == torch.int64 and tb.discount.dtype == torch.float32
     assert torch.equal(tb.obs[:, 1:], tb.next_obs[:, :-1])
@@ -348,8 +348,9 @@ def test_pending_batch_carries_the_prefetch_stream_through_a_checkpoint():
             prefetcher.next()
             _more_steps(stream, 1)
         pending = prefetcher.pending()
-        state = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in
-                 ring.state_dict().items()}  # fmt: skip
+        state = {
+            k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in ring.state_dict().items()
+        }
         state["arrays"] = {k: v.copy() for k, v in state["arrays"].items()}
         uninterrupted = [prefetcher.next().obs.numpy().copy() for _ in range(3)]
     restored = FrameRing(ring.capacity, 2, frame_shape=SMALL, seed=99)
@@ -360,12 +361,14 @@ def test_pending_batch_carries_the_prefetch_stream_through_a_checkpoint():
 
 
 def test_batches_for_an_accelerator_copy_the_five_frame_window_once():
-    # The non-CPU path of to_tensors / Prefetcher, run on torch's "meta" device (no GPU here):
-    # one copy of the (B, 5, H, W) window, with obs and next_obs as views of it.
+    # The non-CPU path of the feeds, run on torch's "meta" device (no GPU here): one copy of
+    # the (B, 5, H, W) window, with obs and next_obs as views of it.
     (ring, _), _ = _stepped_rings()
     with Prefetcher(ring, 8, "meta") as prefetcher:
         prefetched = prefetcher.next()
-    for tensors in (to_tensors(ring.sample(8), "meta"), prefetched):
+    sampled = Sampler(ring, 8, "meta").next()
+    delivered = deliver(as_tensors(ring.sample(8)), torch.device("meta"))
+    for tensors in (delivered, prefetched, sampled):
         assert tensors.obs.device.type == "meta" and tensors.action.device.type == "meta"
         assert tensors.obs.shape == tensors.next_obs.shape == (8, 4, *SMALL)
         assert tensors.obs.untyped_storage().nbytes() == 8 * 5 * SMALL[0] * SMALL[1]
@@ -375,7 +378,7 @@ def test_batches_for_an_accelerator_copy_the_five_frame_window_once():
 def test_prefetcher_copies_each_batch_into_the_destination_buffers_it_is_given():
     # What the learner's static CUDA buffers receive; shown here with CPU buffers.
     (ring, _), (twin, _) = _stepped_rings()
-    destination = TensorBatch.empty(8, (5, *SMALL))
+    destination = tensor_batch(8, (5, *SMALL))
     with Prefetcher(ring, 8, "cpu", destination=destination) as prefetcher:
         for _ in range(4):
             got = prefetcher.next()
@@ -384,3 +387,53 @@ def test_prefetcher_copies_each_batch_into_the_destination_buffers_it_is_given()
             np.testing.assert_array_equal(got.frames.numpy(), expected.frames)
             np.testing.assert_array_equal(got.action.numpy(), expected.action)
             np.testing.assert_array_equal(got.discount.numpy(), expected.discount)
+
+
+def test_the_sampler_hands_out_a_checkpointed_pending_batch_first_then_samples():
+    (ring, _), (twin, _) = _stepped_rings()
+    (prefetched_ring, _), _ = _stepped_rings()
+    with Prefetcher(prefetched_ring, 8, "cpu") as prefetcher:
+        prefetcher.next()
+        pending = prefetcher.pending()
+    sampler = Sampler(ring, 8, "cpu", pending=pending)
+    assert sampler.pending() is not None
+    np.testing.assert_array_equal(sampler.next().frames.numpy(), pending[0].numpy())
+    assert sampler.pending() is None
+    np.testing.assert_array_equal(sampler.next().frames.numpy(), twin.sample(8).frames)
+
+
+@pytest.mark.parametrize("wrapped", [True, False])
+def test_a_save_written_while_the_ring_goes_on_holds_the_ring_as_it_was_when_begun(
+    tmp_path, wrapped
+):
+    # The background checkpoint's replay: begun at one moment, written by another thread
+    # while the trainer overwrites every slot it holds; the file must be that moment's ring.
+    slots, n = 3000, 2
+    ring = FrameRing(slots * n, n, seed=5)
+    rng = np.random.default_rng(0)
+    pool = rng.integers(0, 256, (64, n, 84, 84), dtype=np.uint8)
+    ring.start_episodes(np.arange(n), pool[0])
+
+    def steps(count: int) -> None:
+        for i in range(count):
+            ended = rng.random(n) < 0.01
+            ring.add(rng.integers(0, 4, n), rng.random(n), ended, np.zeros(n, bool), pool[i % 64])
+            if ended.any():
+                ring.start_episodes(np.flatnonzero(ended), pool[(i + 1) % 64][ended])
+
+    steps(slots + slots // 2 if wrapped else slots // 2)  # a full ring's cursor mid-way
+    ring.sample(8)
+    state = ring.state_dict()
+    expected = {k: v.copy() for k, v in state["arrays"].items()}
+    save = RingSave(ring)
+    writer = threading.Thread(target=save.write, args=(tmp_path / "replay.ring",))
+    writer.start()
+    steps(slots + 100)  # overwrites every slot the save holds
+    writer.join()
+    loaded = load_ring(tmp_path / "replay.ring")
+    assert loaded.spec() == ring.spec()
+    got = loaded.state_dict()
+    assert got["filled_slots"] == state["filled_slots"]
+    for name, array in expected.items():
+        np.testing.assert_array_equal(got["arrays"][name], array, err_msg=name)
+    assert not np.array_equal(ring.state_dict()["arrays"]["frames"], expected["frames"])

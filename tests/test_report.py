@@ -12,8 +12,10 @@ import pytest
 from atari_dqn.configfile import load_config, to_yaml
 from atari_dqn.env.atari import action_meanings
 from atari_dqn.errors import ConfigError
+from atari_dqn.evaluate import EvalResult
 from atari_dqn.logs import CsvLog
-from atari_dqn.report import CUT, _frames_unit, aggregate, group_runs, summarise_run, write_report
+from atari_dqn.report import CUT, aggregate, group_runs, summarise_run, write_report
+from atari_dqn.report_figures import frames_unit
 from atari_dqn.scores import human_normalized
 
 
@@ -40,22 +42,25 @@ def fake_run(
                 "action_counts": " ".join(["10"] * n_actions),
             }
         )
-        mean = float(np.mean(eval_scores)) * i / 4
-        evals.write(
-            {
-                "agent_steps": steps,
-                "emulator_frames": steps * 4,
-                "episodes": 30,
-                "mean_score": mean,
-                "ci95": 1.0,
-                "ci_low": mean - 1,
-                "ci_high": mean + 1,
-            }
-        )
-    (run / "eval.json").write_text(
-        json.dumps({"emulator_frames": frames, "scores": eval_scores, "game": game})
-    )
+        evals.write(_record(cfg, steps, [x * i / 4 for x in eval_scores]))
+    (run / "eval.json").write_text(json.dumps(_record(cfg, frames // 4, eval_scores)))
     return run
+
+
+def _record(cfg, agent_steps: int, scores: list[float]) -> dict:
+    """An evaluation's record, as `eval` and training write it, with a made-up interval."""
+    mean = float(np.mean(scores))
+    games = len(scores)
+    result = EvalResult(
+        scores=list(scores),
+        frames=[cfg.eval.max_episode_frames] * games,
+        steps=[cfg.eval.max_episode_frames // 4] * games,
+        mean=mean,
+        ci_low=mean - 1,
+        ci_high=mean + 1,
+        seed=cfg.seed + 1,
+    )
+    return result.record(cfg, agent_steps)
 
 
 def test_report_puts_our_scores_beside_the_papers_and_draws_each_run(tmp_path, capsys):
@@ -183,7 +188,7 @@ def test_frames_trained_read_plainly_at_every_size(tmp_path, frames, shown):
     ],
 )
 def test_the_plots_frame_axis_unit_keeps_tick_labels_to_four_digits(largest, label):
-    divisor, shown = _frames_unit(largest)
+    divisor, shown = frames_unit(largest)
     assert shown == label and 1 <= largest / divisor < 10_000
 
 
@@ -212,11 +217,11 @@ def test_without_eval_json_the_last_evaluation_during_training_stands_for_the_ru
     run = fake_run(tmp_path, "Pong", 0, [-20.0], 4000)
     (run / "eval.json").unlink()
     (run / "evals.csv").unlink()
-    CsvLog(run / "evals.csv").write(
-        {"agent_steps": 2000, "emulator_frames": 8000, "mean_score": -19.0, "scores": "-20 -18"}
-    )
+    cfg = load_config(run / "config.yaml")
+    CsvLog(run / "evals.csv").write(_record(cfg, 2000, [-20.0, -18.0]))
     summary = summarise_run(run)
     assert summary.scores == [-20.0, -18.0]
+    assert summary.interval == (-20.0, -18.0)  # the recorded one: mean -19 +- 1
     assert summary.frames == 8000
     assert summary.source.startswith("evals.csv")
     # The action histogram is labelled with the game's own action names.

@@ -12,28 +12,27 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from quick_runs import QUIET, ROOT, SMOKE
+from quick_runs import QUIET, ROOT, SMOKE, learner_and_policy
 
 from atari_dqn.configfile import load_config
 from atari_dqn.env.atari import action_meanings
 from atari_dqn.errors import ConfigError
-from atari_dqn.evaluate import eval_env_config, evaluate, evaluate_run
-from atari_dqn.learner import Learner
+from atari_dqn.evaluate import eval_env_config, evaluate
 from atari_dqn.report import write_report
-from atari_dqn.runs import train
+from atari_dqn.runs import evaluate_run, train
 from atari_dqn.video import (
-    _CHOSEN,
-    _OTHER,
-    _TEXT,
+    CHOSEN,
     FRAME_SIZE,
+    OTHER,
     SCREEN_WIDTH,
+    TEXT,
     GameRecorder,
     VideoError,
-    _bar_axis,
-    _blank,
-    _draw_panel,
-    _rows,
+    bar_axis,
+    blank_frame,
+    draw_panel,
     film_step_and_game,
+    panel_rows,
     parse_choice,
     write_videos,
 )
@@ -107,10 +106,10 @@ def test_video_games_takes_names_or_game_numbers_and_refuses_anything_else(value
 
 def test_recording_plays_the_same_games_and_a_replay_that_differs_is_refused(tmp_path):
     cfg = load_config(None, [*FAST, "eval.max_episode_frames=1200"], game="Breakout")
-    learner = Learner(4, cfg.learner, seed=0)
-    plain = evaluate(learner, cfg, episodes=2, seed=3)
+    _, policy = learner_and_policy()
+    plain = evaluate(policy, cfg, episodes=2, seed=3)
     recorder = GameRecorder()
-    recorded = evaluate(learner, cfg, episodes=2, seed=3, recorder=recorder)
+    recorded = evaluate(policy, cfg, episodes=2, seed=3, recorder=recorder)
     assert recorded.scores == plain.scores and recorded.steps == plain.steps
     traces = recorder.traces()
     assert [len(t.actions) for t in traces] == recorded.steps
@@ -168,17 +167,17 @@ def test_training_films_each_evaluations_median_game_and_the_report_shows_a_stri
 def drawn_bars(q: list[float]) -> tuple[list[np.ndarray], int]:
     """(per action, the columns its bar covers on the middle line of its row; the column of
     the zero line), as a video's panel draws Q-values `q` (action 0 chosen)."""
-    axis = _bar_axis(min(q), max(q))
-    panel = _blank([""] * len(q), axis)[:, SCREEN_WIDTH:]
-    _draw_panel(panel, np.array(q, np.float32), axis, 0, False, "", "")
-    top, row = _rows(len(q))
+    axis = bar_axis(min(q), max(q))
+    panel = blank_frame([""] * len(q), axis)[:, SCREEN_WIDTH:]
+    draw_panel(panel, np.array(q, np.float32), axis, 0, False, "", "")
+    top, row = panel_rows(len(q))
     bars = []
     for i in range(len(q)):
         line = panel[top + i * row + row // 2 - 2]
-        colour = _CHOSEN if i == 0 else _OTHER
+        colour = CHOSEN if i == 0 else OTHER
         bars.append(np.flatnonzero((line == colour).all(axis=1)))
     above = panel[top - 1]  # just above the first bar: only the zero line crosses it
-    (zero,) = np.flatnonzero((above == _TEXT).all(axis=1))
+    (zero,) = np.flatnonzero((above == TEXT).all(axis=1))
     return bars, int(zero)
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from atari_dqn.bench.results import RESULTS_DIR, Headline, write_results
+from atari_dqn.runtime import cuda_present, resolve
 
 GAME = "Breakout"
 EPSILON = 0.1  # both agents' configured exploration in the timed window (the Nature end)
@@ -78,7 +79,7 @@ def _timed_from(learn_steps: int, start_steps: int) -> int:
     return start_steps + learn_steps // 4
 
 
-def _timed_window(rows: list[dict[str, str]], timed_from: int) -> dict[str, Any]:
+def timed_window(rows: list[dict[str, str]], timed_from: int) -> dict[str, Any]:
     """Our rate, steps timed and epsilon, from the metrics.csv rows at or past `timed_from`:
     pooled over the timed intervals (each interval's steps over its time, steps / rate);
     epsilon as logged at each row, the window's first included."""
@@ -127,7 +128,7 @@ def time_ours(
             raise RuntimeError(f"bench e2e: our trainer exited with {code}")
         with (Path(tmp) / "metrics.csv").open(newline="") as f:
             rows = list(csv.DictReader(f))
-    return _timed_window(rows, _timed_from(learn_steps, start_steps))
+    return timed_window(rows, _timed_from(learn_steps, start_steps))
 
 
 class _Reading(NamedTuple):
@@ -205,7 +206,7 @@ def time_sb3(learn_steps: int, start_steps: int, capacity: int, num_envs: int) -
         optimize_memory_usage=True,
         replay_buffer_kwargs={"handle_timeout_termination": False},
         seed=0,
-        device="cuda" if torch.cuda.is_available() else "cpu",
+        device="cuda" if cuda_present() else "cpu",
     )
     window = TimedWindow()
     model.learn(total_timesteps=total, callback=window)
@@ -224,22 +225,23 @@ def _peak_rss(capacity: int) -> dict[str, Any]:
 
     import numpy as np
 
-    from atari_dqn.config import LearnerConfig
+    from atari_dqn import build
+    from atari_dqn.config import Config, LearnerConfig
     from atari_dqn.configfile import load_config
     from atari_dqn.env.vector import VectorEnv
-    from atari_dqn.learner import Learner
-    from atari_dqn.replay.feed import to_tensors
+    from atari_dqn.replay.feed import as_tensors
     from atari_dqn.replay.ring import FrameRing
 
     envs = VectorEnv(load_config(None, game=GAME).env, 1, seed=0)
-    learner = Learner(envs.n_actions, LearnerConfig(device="cpu"))
+    cfg = Config(learner=LearnerConfig(device="cpu"))
+    learner = build.learner(cfg, resolve(cfg), envs.n_actions)
     ring = FrameRing(capacity, 1, seed=0)
     frames = np.random.default_rng(0).integers(0, 256, (64, 84, 84), dtype=np.uint8)
     ring.start_episodes(np.arange(1), frames[:1])
     zero_a, zero_r, no = np.zeros(1, np.int64), np.zeros(1, np.float32), np.zeros(1, bool)
     for i in range(capacity + 10):
         ring.add(zero_a, zero_r, no, no, frames[i % 64 : i % 64 + 1])
-    learner.update(to_tensors(ring.sample(32), "cpu"))
+    learner.update(as_tensors(ring.sample(32)))
     envs.close()
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"peak_rss_gb": peak_kb / 1024**2, "capacity": capacity}
@@ -321,7 +323,7 @@ def run(
     """
     import torch
 
-    gpu = torch.cuda.is_available()
+    gpu = cuda_present()
     if repeats is None:
         repeats = 3 if gpu and not quick else 1
     learn_steps, start_steps = (4_000, 2_000) if quick else (10_000, 5_000)

@@ -110,9 +110,14 @@ def ale_vector_frames_match(steps: int = 300) -> dict[str, Any]:
     """Does ale-py's vector env compute our frames? Same actions, no no-ops / FIRE / life loss."""
     ours = make_env(GAME, seed=0, noop_max=0, fire_reset=False, terminal_on_life_loss=False)
     theirs = AtariVectorEnv(
-        ROM, 1, noop_max=0, use_fire_reset=False, episodic_life=False, stack_num=1,
+        ROM,
+        1,
+        noop_max=0,
+        use_fire_reset=False,
+        episodic_life=False,
+        stack_num=1,
         reward_clipping=False,
-    )  # fmt: skip
+    )
     try:
         frame, _ = ours.reset()
         obs, _ = theirs.reset(seed=0)

@@ -27,11 +27,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from atari_dqn import build
 from atari_dqn.bench.results import RESULTS_DIR, Headline, write_results
-from atari_dqn.config import LearnerConfig
+from atari_dqn.config import Config, LearnerConfig
 from atari_dqn.learner import Learner
 from atari_dqn.optim import DeepMindRMSprop
-from atari_dqn.replay.feed import TensorBatch
+from atari_dqn.replay.batch import Batch
+from atari_dqn.runtime import apply, cuda_present, resolve
 
 N_ACTIONS = 4  # Breakout's minimal action set
 GAMMA = 0.99
@@ -69,18 +71,18 @@ CUDA_MODES = {
 REDUCED_PRECISION = ("bf16_autocast", "tf32")  # modes that change the maths on purpose
 
 
-def _batches(size: int, count: int, device: torch.device) -> list[TensorBatch]:
+def _batches(size: int, count: int, device: torch.device) -> list[Batch]:
     """`count` fixed random batches of `size` transitions, already on `device`."""
     g = torch.Generator().manual_seed(size)
     out = []
     for _ in range(count):
-        batch = TensorBatch(
+        batch = Batch(
             torch.randint(0, 256, (size, 5, 84, 84), dtype=torch.uint8, generator=g),
             torch.randint(0, N_ACTIONS, (size,), generator=g),
             torch.randint(-1, 2, (size,), generator=g).float(),
             (torch.rand(size, generator=g) > 0.01).float(),
         )
-        out.append(batch.to(device))
+        out.append(Batch(*(t.to(device) for t in batch)))
     return out
 
 
@@ -95,7 +97,7 @@ class BareLoop:
             self.online.parameters(), min_squared_gradient=0.01 / batch_size**2
         )
 
-    def update(self, b: TensorBatch) -> dict[str, torch.Tensor]:
+    def update(self, b: Batch) -> dict[str, torch.Tensor]:
         q = self.online(b.obs)
         with torch.no_grad():
             y = b.reward + GAMMA * b.discount * self.target(b.next_obs).max(dim=1).values
@@ -159,8 +161,13 @@ def _drift(net: torch.nn.Module, reference: torch.nn.Module, start: torch.Tensor
 
 def _learner(device: torch.device, threads: int, batch_size: int = 32, **mode: Any) -> Learner:
     options = {**EAGER, **mode}
-    cfg = LearnerConfig(device=str(device), torch_threads=threads, batch_size=batch_size, **options)
-    return Learner(N_ACTIONS, cfg, seed=0)
+    learner = LearnerConfig(
+        device=str(device), torch_threads=threads, batch_size=batch_size, **options
+    )
+    cfg = Config(learner=learner)
+    runtime = resolve(cfg)
+    apply(runtime)
+    return build.learner(cfg, runtime, N_ACTIONS)
 
 
 def _compare_modes(
@@ -261,7 +268,7 @@ def _same_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def run(quick: bool = False, out_dir: Path | str = RESULTS_DIR) -> dict:
     """Measure, write `<date>-<host>-learner.{json,md}`, and return the summary."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device("cuda" if cuda_present() else "cpu")
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     previous_threads = torch.get_num_threads()
     fast = device.type == "cuda"

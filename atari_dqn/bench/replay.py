@@ -3,7 +3,7 @@
 Figures (batch 32, 84x84 frames, history 4):
 - bytes per stored transition, from array sizes and from RSS growth while filling (each
   buffer in its own fresh process, so one buffer's pages do not hide another's);
-- batches sampled per second, single thread, ours (sample + to_tensors) and SB3 with
+- batches sampled per second, single thread, ours (sample + as_tensors) and SB3 with
   `optimize_memory_usage` True and False, interleaved round by round, and ours as a fraction
   of a plain memcpy of the same bytes;
 - the numba gather against a numpy fancy-index gather of the same windows;
@@ -29,7 +29,7 @@ import torch
 
 from atari_dqn.bench.results import RESULTS_DIR, Headline, write_results
 from atari_dqn.replay import inspection, kernels
-from atari_dqn.replay.feed import Prefetcher, to_tensors
+from atari_dqn.replay.feed import Prefetcher, as_tensors
 from atari_dqn.replay.ring import FrameRing
 
 BATCH = 32
@@ -191,10 +191,13 @@ class _FakeLearner:
     def __init__(self) -> None:
         torch.manual_seed(0)
         self.net = torch.nn.Sequential(
-            torch.nn.Conv2d(HISTORY, 32, 8, 4), torch.nn.ReLU(),
-            torch.nn.Conv2d(32, 64, 4, 2), torch.nn.ReLU(),
-            torch.nn.Conv2d(64, 64, 3, 1), torch.nn.ReLU(),
-        )  # fmt: skip
+            torch.nn.Conv2d(HISTORY, 32, 8, 4),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(32, 64, 4, 2),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(64, 64, 3, 1),
+            torch.nn.ReLU(),
+        )
 
     @torch.no_grad()
     def __call__(self, obs: torch.Tensor) -> None:
@@ -229,9 +232,18 @@ def _measure_throughput(capacity: int, seconds: float, rounds: int) -> tuple[lis
 
     def numba_gather() -> None:
         i = next(step) % n
-        kernels.gather_kernel(frames[None], state["first"], state["action"], state["reward"],
-                              state["terminated"], zeros, slots[i], HISTORY, out,
-                              *scratch)  # fmt: skip
+        kernels.gather_kernel(
+            frames[None],
+            state["first"],
+            state["action"],
+            state["reward"],
+            state["terminated"],
+            zeros,
+            slots[i],
+            HISTORY,
+            out,
+            *scratch,
+        )
 
     def numpy_gather() -> None:
         np.take(frames, windows[next(step) % n], axis=0, out=out)
@@ -241,7 +253,7 @@ def _measure_throughput(capacity: int, seconds: float, rounds: int) -> tuple[lis
 
     rates = _best_rates(
         {
-            "ours: sample + to_tensors": lambda: to_tensors(ring.sample(BATCH), "cpu"),
+            "ours: sample + as_tensors": lambda: as_tensors(ring.sample(BATCH)),
             "sb3 optimize_memory_usage=True": lambda: sb3_opt.sample(BATCH),
             "sb3 optimize_memory_usage=False": lambda: sb3_plain.sample(BATCH),
             "memcpy of the same bytes (32x5 frames)": memcpy,
@@ -251,7 +263,7 @@ def _measure_throughput(capacity: int, seconds: float, rounds: int) -> tuple[lis
         seconds,
         rounds,
     )
-    fixed_obs = to_tensors(ring.sample(BATCH), "cpu").obs.clone()
+    fixed_obs = as_tensors(ring.sample(BATCH)).obs.clone()
     learners = {
         "conv learner": _FakeLearner(),  # CPU-bound: competes with the thread for cores
         "GPU-like learner": lambda obs: time.sleep(GPU_STEP_S),  # main thread just waits
@@ -262,16 +274,14 @@ def _measure_throughput(capacity: int, seconds: float, rounds: int) -> tuple[lis
             learn |= _best_rates(
                 {
                     f"{name} alone (fixed batch)": lambda f=learner: f(fixed_obs),
-                    f"{name} + sample": lambda f=learner: f(
-                        to_tensors(ring.sample(BATCH), "cpu").obs
-                    ),
+                    f"{name} + sample": lambda f=learner: f(as_tensors(ring.sample(BATCH)).obs),
                     f"{name} + Prefetcher": lambda f=learner: f(prefetcher.next().obs),
                 },
                 seconds,
                 rounds,
             )
     rows = [{"measure": k, "value": v, "unit": "batches/s"} for k, v in {**rates, **learn}.items()]
-    ours = rates["ours: sample + to_tensors"]
+    ours = rates["ours: sample + as_tensors"]
     summary = {
         "speedup_vs_sb3_optimized": ours / rates["sb3 optimize_memory_usage=True"],
         "speedup_vs_sb3_plain": ours / rates["sb3 optimize_memory_usage=False"],
@@ -317,8 +327,10 @@ def run(quick: bool = False, out_dir: Path | str = RESULTS_DIR) -> dict[str, Any
     memory_rows = [
         {"measure": f"{row['buffer']}: {what} per transition", "value": row[key], "unit": "bytes"}
         for row in memory
-        for what, key in (("array bytes", "array_bytes_per_transition"),
-                          ("RSS growth", "rss_bytes_per_transition"))
-    ]  # fmt: skip
+        for what, key in (
+            ("array bytes", "array_bytes_per_transition"),
+            ("RSS growth", "rss_bytes_per_transition"),
+        )
+    ]
     write_results("replay", memory_rows + rows, summary, out_dir)
     return summary

@@ -45,7 +45,9 @@ def _gpu_name() -> str | None:
         import torch
     except ImportError:
         return None
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    from atari_dqn.runtime import cuda_present
+
+    return torch.cuda.get_device_name(0) if cuda_present() else None
 
 
 def _versions() -> dict[str, str]:

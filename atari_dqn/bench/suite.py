@@ -91,21 +91,39 @@ def plot_scaling(out_dir: Path, machine: dict[str, Any], path: Path) -> list[dic
     batch = [r for r in _rows(out_dir, "learner", machine) if r["part"].startswith("batch scal")]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     if env:
-        left.plot([r["envs"] for r in env], [r["agent_steps_per_s"] for r in env], "o-",
-                  label="env stepping (random actions)")  # fmt: skip
+        left.plot(
+            [r["envs"] for r in env],
+            [r["agent_steps_per_s"] for r in env],
+            "o-",
+            label="env stepping (random actions)",
+        )
     if e2e:
-        left.plot([r["envs"] for r in e2e], [r["ours steps/s"] for r in e2e], "s-",
-                  label="end-to-end training")  # fmt: skip
-    left.set(xscale="log", yscale="log", xlabel="envs", ylabel="agent steps/s",
-             title=f"scaling with envs ({machine['cores']} cores)")  # fmt: skip
+        left.plot(
+            [r["envs"] for r in e2e],
+            [r["ours steps/s"] for r in e2e],
+            "s-",
+            label="end-to-end training",
+        )
+    left.set(
+        xscale="log",
+        yscale="log",
+        xlabel="envs",
+        ylabel="agent steps/s",
+        title=f"scaling with envs ({machine['cores']} cores)",
+    )
     left.set_xticks([1, 2, 4, 8, 16], ["1", "2", "4", "8", "16"])
     if env or e2e:
         left.legend()
     if batch:
         sizes = [int(r["contender"].split()[-1]) for r in batch]
         right.plot(sizes, [r["ms_per_update"] for r in batch], "o-")
-    right.set(xscale="log", yscale="log", xlabel="batch size", ylabel="ms per update",
-              title="update cost against batch size (fp32)")  # fmt: skip
+    right.set(
+        xscale="log",
+        yscale="log",
+        xlabel="batch size",
+        ylabel="ms per update",
+        title="update cost against batch size (fp32)",
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -282,10 +300,14 @@ def compare(a: Path, b: Path) -> int:
             raise ConfigError(f"cannot read benchmark record '{path}': {exc}") from exc
     old, new = records
     rows = [
-        {"figure": key, f"A: {a.name}": old[key], f"B: {b.name}": new[key],
-         "change": f"{(new[key] / old[key] - 1) * 100:+.1f}%" if old[key] else "n/a"}
+        {
+            "figure": key,
+            f"A: {a.name}": old[key],
+            f"B: {b.name}": new[key],
+            "change": f"{(new[key] / old[key] - 1) * 100:+.1f}%" if old[key] else "n/a",
+        }
         for key in sorted(old.keys() & new.keys())
-    ]  # fmt: skip
+    ]
     if not rows:
         raise ConfigError(f"'{a}' and '{b}' share no figures to compare")
     print(markdown_table(rows), end="")

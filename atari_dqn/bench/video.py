@@ -29,36 +29,43 @@ HEADLINES = (
 
 
 def run(quick: bool = False, out_dir: Path | str = RESULTS_DIR) -> dict[str, Any]:
+    from atari_dqn import build
     from atari_dqn.configfile import load_config
     from atari_dqn.env.atari import action_meanings
     from atari_dqn.evaluate import eval_env_config, evaluate
-    from atari_dqn.learner import Learner
+    from atari_dqn.runtime import resolve
     from atari_dqn.video import GameRecorder, choose, write_videos
 
     cfg = load_config(None, ["learner.compile=false"], game=GAME)
     episodes, rounds = (8, 2) if quick else (cfg.eval.episodes, 3)
     names = action_meanings(cfg.env)
-    learner = Learner(len(names), cfg.learner, seed=0)
+    runtime = resolve(cfg)
+    policy = build.policy(cfg, runtime, build.learner(cfg, runtime, len(names)).online)
     times: dict[str, list[float]] = {"without": [], "with": []}
     frames = 0
     for r in range(rounds):
         for mode in ("without", "with"):
             recorder = GameRecorder() if mode == "with" else None
             start = time.perf_counter()
-            result = evaluate(learner, cfg, episodes=episodes, seed=r, recorder=recorder)
+            result = evaluate(policy, cfg, episodes=episodes, seed=r, recorder=recorder)
             if recorder is not None:
                 with tempfile.TemporaryDirectory() as tmp:
                     games = choose(result.scores, ["best", "median", "worst"])
-                    write_videos(recorder.traces(), games, eval_env_config(cfg), names,
-                                 Path(tmp), 0)  # fmt: skip
+                    write_videos(
+                        recorder.traces(), games, eval_env_config(cfg), names, Path(tmp), 0
+                    )
                 frames += sum(result.steps[i] for i in games)
             times[mode].append(time.perf_counter() - start)
     without, with_video = (statistics.median(times[m]) for m in ("without", "with"))
     rows = [
-        {"mode": mode, "episodes": episodes, "median_seconds": statistics.median(t),
-         "rounds": len(t)}
+        {
+            "mode": mode,
+            "episodes": episodes,
+            "median_seconds": statistics.median(t),
+            "rounds": len(t),
+        }
         for mode, t in times.items()
-    ]  # fmt: skip
+    ]
     summary = {
         "speed_with_video_vs_without": without / with_video,
         "recording_cost_fraction": with_video / without - 1,

@@ -21,6 +21,7 @@ import numpy as np
 
 from atari_dqn.config import EnvConfig
 from atari_dqn.env.atari import AtariEnv, Emulator, Games
+from atari_dqn.env.step import step_row
 
 
 def env_seed(seed: int, index: int) -> int:
@@ -126,14 +127,8 @@ class EnvBlock:
         rows = self.rows
         for j, env in enumerate(self.envs):
             frame, reward, terminated, truncated, info = env.step(rows["actions"][j])
-            rows["frames"][j] = frame
-            rows["rewards"][j] = reward
-            rows["raw_rewards"][j] = info["raw_reward"]
-            rows["terminated"][j] = terminated
-            rows["truncated"][j] = truncated
-            rows["game_over"][j] = info["game_over"]
-            rows["episode_returns"][j] = info.get("episode_return", np.nan)
-            rows["episode_frames"][j] = info.get("episode_frames", 0)
+            for name, value in step_row(frame, reward, terminated, truncated, info).items():
+                rows[name][j] = value
             if terminated or truncated:
                 rows["first_frames"][j] = env.reset()[0]
                 if info["game_over"]:

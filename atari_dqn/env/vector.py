@@ -26,7 +26,8 @@ import numpy as np
 from atari_dqn.config import EnvConfig
 from atari_dqn.env import workers
 from atari_dqn.env.block import EnvBlock
-from atari_dqn.env.workers import BlockSpec, Command, Layout, VecStep
+from atari_dqn.env.step import VecStep
+from atari_dqn.env.workers import BlockSpec, Command, Layout
 from atari_dqn.errors import ConfigError
 
 
@@ -133,6 +134,15 @@ class VectorEnv:
     def worker_pids(self) -> list[int]:
         """Process ids of the workers (the first block runs in this process)."""
         return [proc.pid for proc in self._procs]
+
+    @property
+    def worker_exit_codes(self) -> list[int | None]:
+        """Each worker's exit status, None while it runs."""
+        return [proc.exitcode for proc in self._procs]
+
+    def spares_to_start(self) -> np.ndarray:
+        """Per block, how many of its envs have a spare game still to start (a copy)."""
+        return self._arrays["pending"].copy()
 
     def _reply(self, i: int, wait: Any) -> Any:
         """Run `wait` for worker i, turning a dead worker into a clear error."""
@@ -256,7 +266,7 @@ class VectorEnv:
             raise RuntimeError("step_wait() without step_async()")
         command, self._pending = self._pending, None
         self._finish(command)
-        return VecStep(**{name: self._arrays[name].copy() for name in workers.VECSTEP_FIELDS})
+        return VecStep.copy_from(self._arrays)
 
     def close(self) -> None:
         """Stop the workers and close the envs (idempotent)."""

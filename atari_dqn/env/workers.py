@@ -16,7 +16,6 @@ workers exits once they have, and the shared memory, unlinked at creation, goes 
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import os
 import select
@@ -32,38 +31,12 @@ import numpy as np
 
 from atari_dqn.config import EnvConfig
 from atari_dqn.env.block import EnvBlock
-
-
-@dataclass(frozen=True)
-class VecStep:
-    """One step of N envs; every array has N rows, one per env."""
-
-    frames: np.ndarray
-    """uint8[N, S, S] the frame after the action (for an ended episode: its true last frame)."""
-    rewards: np.ndarray
-    """float32[N] as the env returns them (clipped when clip_rewards)."""
-    raw_rewards: np.ndarray
-    """float32[N] unclipped."""
-    terminated: np.ndarray
-    """bool[N] episode ended (a life loss counts when terminal_on_life_loss)."""
-    truncated: np.ndarray
-    """bool[N] the episode frame cap was reached."""
-    first_frames: np.ndarray
-    """uint8[N, S, S] where terminated | truncated: the next episode's first frame."""
-    game_over: np.ndarray
-    """bool[N] a full game ended this step (game over or frame cap), not just a life."""
-    episode_returns: np.ndarray
-    """float64[N] raw score of the full game where game_over, else nan."""
-    episode_frames: np.ndarray
-    """int64[N] emulator frames of the full game where game_over, else 0."""
-
-
-VECSTEP_FIELDS = tuple(f.name for f in dataclasses.fields(VecStep))
+from atari_dqn.env.step import VecStep
 
 
 @dataclass(frozen=True)
 class Layout:
-    """The shared arrays of N envs in `blocks` blocks: VecStep's fields, the actions, and
+    """The shared arrays of N envs in `blocks` blocks: the actions, VecStep's fields, and
     per block the command to run, its status (0 ok, 1 failed) and how many of its envs
     have a spare game still to start. Each array starts on an 8-byte boundary."""
 
@@ -72,22 +45,13 @@ class Layout:
     screen_size: int
 
     def _fields(self) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
-        n, s = self.num_envs, self.screen_size
-        frames = (np.dtype(np.uint8), (n, s, s))
+        per_block = (np.dtype(np.int8), (self.blocks,))
         return {
-            "control": (np.dtype(np.int8), (self.blocks,)),
-            "status": (np.dtype(np.int8), (self.blocks,)),
+            "control": per_block,
+            "status": per_block,
             "pending": (np.dtype(np.int32), (self.blocks,)),
-            "actions": (np.dtype(np.int64), (n,)),
-            "frames": frames,
-            "rewards": (np.dtype(np.float32), (n,)),
-            "raw_rewards": (np.dtype(np.float32), (n,)),
-            "terminated": (np.dtype(np.bool_), (n,)),
-            "truncated": (np.dtype(np.bool_), (n,)),
-            "first_frames": frames,
-            "game_over": (np.dtype(np.bool_), (n,)),
-            "episode_returns": (np.dtype(np.float64), (n,)),
-            "episode_frames": (np.dtype(np.int64), (n,)),
+            "actions": (np.dtype(np.int64), (self.num_envs,)),
+            **VecStep.specs(self.num_envs, self.screen_size),
         }
 
     @staticmethod

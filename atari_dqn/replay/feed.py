@@ -1,112 +1,124 @@
-"""From the ring to the learner: batches as torch tensors on its device, drawn ahead.
+"""From the ring to the learner: batches as torch tensors on its device, when they are due.
 
 The only replay code that knows torch. A batch crosses to the device as its 5-frame window
-(`frames uint8[B, h+1, H, W]`), and obs / next_obs are views of the copy, so 5 frames per
-transition cross the bus, not 8; on CUDA it goes straight into the learner's static input
-buffers, which its captured update reads. `Prefetcher` draws the next batch in a background thread
-(the Numba sampler releases the GIL) while the learner works on the current one.
+(`Batch.frames`), and obs / next_obs are views of the copy, so 5 frames per transition cross
+the bus, not 8; on CUDA it goes straight into the learner's static input buffers, which its
+captured update reads. Two feeds hand out batches: `Sampler` draws each one when it is
+asked for, `Prefetcher` draws the next one in a background thread (the Numba sampler
+releases the GIL) while the learner works on the current one.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-import weakref
-from typing import Any, NamedTuple
+from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from atari_dqn.errors import ReplayError
-from atari_dqn.replay.ring import Batch, FrameRing, check_batch_size
+from atari_dqn.replay.batch import DTYPES, Batch, batch_shapes
+from atari_dqn.replay.ring import FrameRing, check_batch_size
 
 
-class TensorBatch(NamedTuple):
-    """A batch as torch tensors (obs / next_obs still uint8), on the host or a device."""
-
-    frames: torch.Tensor
-    """uint8[B, history + 1, H, W]: the window [p-h+1 .. p+1] of each transition."""
-    action: torch.Tensor
-    reward: torch.Tensor
-    discount: torch.Tensor
-
-    @classmethod
-    def empty(
-        cls,
-        batch_size: int,
-        window: tuple[int, int, int],
-        device: torch.device | str = "cpu",
-        pin: bool = False,
-    ) -> TensorBatch:
-        """Uninitialised buffers for `batch_size` transitions of `window` = (history + 1,
-        H, W) frames; pinned host memory with `pin`."""
-        shapes = ((batch_size, *window), batch_size, batch_size, batch_size)
-        dtypes = (torch.uint8, torch.int64, torch.float32, torch.float32)
-        return cls(
-            *(
-                torch.empty(shape, dtype=dtype, device=device, pin_memory=pin)
-                for shape, dtype in zip(shapes, dtypes, strict=True)
-            )
+def tensor_batch(
+    batch_size: int,
+    window: tuple[int, int, int],
+    device: torch.device | str = "cpu",
+    pin: bool = False,
+) -> Batch:
+    """Uninitialised tensors for `batch_size` transitions of `window` = (history + 1, H, W)
+    frames on `device`; pinned host memory with `pin`."""
+    shapes = batch_shapes(batch_size, window)
+    dtypes = (torch.from_numpy(np.empty(0, d)).dtype for d in DTYPES)
+    return Batch(
+        *(
+            torch.empty(shape, dtype=dtype, device=device, pin_memory=pin)
+            for shape, dtype in zip(shapes, dtypes, strict=True)
         )
+    )
 
-    @property
-    def obs(self) -> torch.Tensor:
-        """uint8[B, history, H, W]: view `frames[:, :-1]`, the stack acted on (s_tm1)."""
-        return self.frames[:, :-1]
 
-    @property
-    def next_obs(self) -> torch.Tensor:
-        """uint8[B, history, H, W]: view `frames[:, 1:]`, the stack after the step (s_t)."""
-        return self.frames[:, 1:]
+def as_tensors(batch: Batch) -> Batch:
+    """A numpy batch as CPU tensors sharing its memory (valid until it is sampled into)."""
+    return Batch(*(torch.from_numpy(a) for a in batch))
 
-    def to(self, device: torch.device) -> TensorBatch:
-        """This batch on `device`: itself on the CPU, else one `non_blocking` copy per array
-        (asynchronous when this batch is in pinned memory)."""
-        if device.type == "cpu":
-            return self
-        return TensorBatch(*(t.to(device, non_blocking=True) for t in self))
 
-    def copy_into(self, destination: TensorBatch) -> TensorBatch:
-        """`destination` (same shapes, any device) filled with this batch, asynchronously
-        when this batch is in pinned memory."""
-        for mine, theirs in zip(self, destination, strict=True):
+def deliver(host: Batch, device: torch.device, destination: Batch | None = None) -> Batch:
+    """Host tensors where the learner reads them: themselves on the CPU, else copied into
+    `destination` (the learner's static buffers) or to `device`, asynchronously when the
+    host tensors are pinned."""
+    if destination is not None:
+        for mine, theirs in zip(host, destination, strict=True):
             theirs.copy_(mine, non_blocking=True)
         return destination
+    if device.type == "cpu":
+        return host
+    return Batch(*(t.to(device, non_blocking=True) for t in host))
 
 
-# Each batch's arrays as tensors, made once: batches are reused for every sample, and
-# wrapping them again each time costs a fifth of the sample itself (measured at batch 32).
-_TENSORS: weakref.WeakKeyDictionary[Batch, TensorBatch] = weakref.WeakKeyDictionary()
+class Feed(Protocol):
+    """Where the learner's batches come from (`Sampler` or `Prefetcher`)."""
+
+    def next(self) -> Batch:
+        """The next batch as tensors where the learner reads them."""
+        ...
+
+    def pending(self) -> list[torch.Tensor] | None:
+        """A batch drawn but not yet handed out (CPU tensors, for a checkpoint), or None."""
+        ...
+
+    def close(self) -> None: ...
 
 
-def to_tensors(batch: Batch, device: torch.device | str) -> TensorBatch:
-    """Tensors for `batch` on `device`.
-
-    On the CPU they are zero-copy views of the batch arrays (valid until the next sample
-    into them); on another device the 5-frame window is copied once."""
-    host = _TENSORS.get(batch)
-    if host is None:
-        arrays = (batch.frames, batch.action, batch.reward, batch.discount)
-        host = _TENSORS[batch] = TensorBatch(*(torch.from_numpy(a) for a in arrays))
-    return host.to(torch.device(device))
-
-
-class HostBatch:
+class _HostBatch:
     """A preallocated batch in host memory, pinned when it feeds a CUDA device, seen both
-    as numpy arrays (for the sampler) and as the torch tensors that own the memory."""
+    as the torch tensors that own the memory and as numpy arrays (for the sampler)."""
 
     def __init__(self, batch_size: int, ring: FrameRing, pin: bool) -> None:
-        window = (ring.history_length + 1, *ring.frame_shape)
-        self.tensors = TensorBatch.empty(batch_size, window, pin=pin)
+        self.tensors = tensor_batch(batch_size, ring.window, pin=pin)
         self.arrays = Batch(*(t.numpy() for t in self.tensors))
 
-    def copy(self) -> dict[str, torch.Tensor]:
-        """A CPU copy of the contents, by field name (for checkpoints)."""
-        return {name: t.clone() for name, t in zip(TensorBatch._fields, self.tensors, strict=True)}
+    def copy(self) -> list[torch.Tensor]:
+        return [t.clone() for t in self.tensors]
 
-    def fill(self, saved: dict[str, torch.Tensor]) -> None:
-        """Restore what `copy` returned."""
-        for name, t in zip(TensorBatch._fields, self.tensors, strict=True):
-            t.copy_(saved[name])
+    def fill(self, saved: list[torch.Tensor]) -> None:
+        for t, s in zip(self.tensors, saved, strict=True):
+            t.copy_(s)
+
+
+class Sampler:
+    """Draws each batch from the ring when it is asked for, into one reused host batch.
+
+    `pending=` (a checkpoint's drawn-ahead batch) is handed out first, so a run resumed
+    from a prefetching one learns from that batch too."""
+
+    def __init__(
+        self,
+        ring: FrameRing,
+        batch_size: int,
+        device: torch.device | str,
+        pending: list[torch.Tensor] | None = None,
+        destination: Batch | None = None,
+    ) -> None:
+        check_batch_size(batch_size)
+        self._ring, self._device, self._destination = ring, torch.device(device), destination
+        self._host = _HostBatch(batch_size, ring, pin=self._device.type == "cuda")
+        self._pending = pending
+
+    def next(self) -> Batch:
+        if self._pending is not None:
+            self._host.fill(self._pending)
+            self._pending = None
+        else:
+            self._ring.sample_into(self._host.arrays)
+        return deliver(self._host.tensors, self._device, self._destination)
+
+    def pending(self) -> list[torch.Tensor] | None:
+        return None if self._pending is None else [t.clone() for t in self._pending]
+
+    def close(self) -> None: ...
 
 
 class Prefetcher:
@@ -130,15 +142,15 @@ class Prefetcher:
         ring: FrameRing,
         batch_size: int,
         device: torch.device | str,
-        pending: dict[str, torch.Tensor] | None = None,
-        destination: TensorBatch | None = None,
+        pending: list[torch.Tensor] | None = None,
+        destination: Batch | None = None,
     ) -> None:
         check_batch_size(batch_size)
         self._ring = ring
         self._device = torch.device(device)
         self._destination = destination
         pin = self._device.type == "cuda"
-        self._batches = [HostBatch(batch_size, ring, pin) for _ in range(2)]
+        self._batches = [_HostBatch(batch_size, ring, pin) for _ in range(2)]
         # CUDA: the copy out of a pinned batch is asynchronous; wait on this event before
         # drawing into that batch again.
         self._copied: list[Any] = [None, None]
@@ -179,19 +191,14 @@ class Prefetcher:
                 raise error
             self._ready = True
 
-    def next(self) -> TensorBatch:
-        """The next batch as tensors on the device; starts drawing the one after it."""
+    def next(self) -> Batch:
         if self._closed:
             raise ReplayError("Prefetcher.next() after close()")
         self._wait()
         current = self._next
         if not self._ready:  # the very first batch: nothing was drawn ahead
             self._ring.sample_into(self._batches[current].arrays)
-        host = self._batches[current].tensors
-        if self._destination is not None:
-            tensors = host.copy_into(self._destination)
-        else:
-            tensors = host.to(self._device)
+        tensors = deliver(self._batches[current].tensors, self._device, self._destination)
         if self._device.type == "cuda":
             event = torch.cuda.Event()
             event.record()
@@ -203,8 +210,7 @@ class Prefetcher:
         self._next, self._ready, self._in_flight = following, False, True
         return tensors
 
-    def pending(self) -> dict[str, torch.Tensor] | None:
-        """A copy of the drawn but unused batch (CPU tensors), for a checkpoint; else None."""
+    def pending(self) -> list[torch.Tensor] | None:
         self._wait()
         return self._batches[self._next].copy() if self._ready else None
 

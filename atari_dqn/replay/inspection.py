@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from atari_dqn.replay import kernels
-from atari_dqn.replay.ring import Batch, FrameRing, pixel_rows
+from atari_dqn.replay.batch import Batch, empty_batch
+from atari_dqn.replay.ring import FrameRing, pixel_rows
 
 
 def valid_transitions(ring: FrameRing) -> tuple[np.ndarray, np.ndarray]:
@@ -24,11 +25,20 @@ def gather(ring: FrameRing, env_ids: np.ndarray, slots: np.ndarray) -> Batch:
     """The transitions at the given (env, slot) pairs, through the sampler's own gather."""
     env_ids = np.ascontiguousarray(env_ids, np.int64)
     slots = np.ascontiguousarray(slots, np.int64)
-    batch = Batch.empty(env_ids.size, ring.history_length, ring.frame_shape)
+    batch = empty_batch(env_ids.size, ring.window)
     s = ring.state_views(ring.slots)
     kernels.gather_kernel(
-        s["frames"], s["first"], s["action"], s["reward"], s["terminated"], env_ids, slots,
-        ring.history_length, pixel_rows(batch.frames), batch.action, batch.reward,
+        s["frames"],
+        s["first"],
+        s["action"],
+        s["reward"],
+        s["terminated"],
+        env_ids,
+        slots,
+        ring.history_length,
+        pixel_rows(batch.frames),
+        batch.action,
+        batch.reward,
         batch.discount,
-    )  # fmt: skip
+    )
     return batch

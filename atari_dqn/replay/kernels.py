@@ -100,10 +100,23 @@ def start_kernel(frames, first, has_next, cursors, written, n_has_next, active, 
 
 @numba.njit(nogil=True, cache=True)
 def add_kernel(
-    frames, first, has_next, action, reward, terminated, truncated,
-    cursors, written, n_has_next, active,
-    actions, rewards, term, trunc, next_frames,
-):  # fmt: skip
+    frames,
+    first,
+    has_next,
+    action,
+    reward,
+    terminated,
+    truncated,
+    cursors,
+    written,
+    n_has_next,
+    active,
+    actions,
+    rewards,
+    term,
+    trunc,
+    next_frames,
+):
     slots = first.shape[1]
     for e in range(first.shape[0]):
         p = cursors[e] - 1 if cursors[e] > 0 else slots - 1
@@ -149,8 +162,22 @@ def valid_indices_kernel(first, has_next, cursors, written, history):
 
 
 @numba.njit(nogil=True, cache=True)
-def _gather_one(frames, first, action, reward, terminated, e, p, history, b, win,
-                out_frames, out_action, out_reward, out_discount):  # fmt: skip
+def _gather_one(
+    frames,
+    first,
+    action,
+    reward,
+    terminated,
+    e,
+    p,
+    history,
+    b,
+    win,
+    out_frames,
+    out_action,
+    out_reward,
+    out_discount,
+):
     """Copy transition (e, p) into row `b` of the batch: h + 1 frames, one row copy each."""
     window_kernel(first[e], p, history, win)
     for k in range(history):
@@ -164,19 +191,59 @@ def _gather_one(frames, first, action, reward, terminated, e, p, history, b, win
 
 
 @numba.njit(nogil=True, cache=True)
-def gather_kernel(frames, first, action, reward, terminated, env_ids, slot_ids, history,
-                  out_frames, out_action, out_reward, out_discount):  # fmt: skip
+def gather_kernel(
+    frames,
+    first,
+    action,
+    reward,
+    terminated,
+    env_ids,
+    slot_ids,
+    history,
+    out_frames,
+    out_action,
+    out_reward,
+    out_discount,
+):
     """Gather given (env, slot) transitions: the sampler's path without the random draw."""
     win = np.empty(history, np.int64)
     for b in range(env_ids.shape[0]):
-        _gather_one(frames, first, action, reward, terminated, env_ids[b], slot_ids[b],
-                    history, b, win, out_frames, out_action, out_reward, out_discount)  # fmt: skip
+        _gather_one(
+            frames,
+            first,
+            action,
+            reward,
+            terminated,
+            env_ids[b],
+            slot_ids[b],
+            history,
+            b,
+            win,
+            out_frames,
+            out_action,
+            out_reward,
+            out_discount,
+        )
 
 
 @numba.njit(nogil=True, cache=True)
-def sample_kernel(frames, first, has_next, action, reward, terminated, cursors, written,
-                  n_has_next, rng, history, out_frames, out_action, out_reward,
-                  out_discount) -> int:  # fmt: skip
+def sample_kernel(
+    frames,
+    first,
+    has_next,
+    action,
+    reward,
+    terminated,
+    cursors,
+    written,
+    n_has_next,
+    rng,
+    history,
+    out_frames,
+    out_action,
+    out_reward,
+    out_discount,
+) -> int:
     """Draw `B` valid transitions uniformly (with replacement) and gather them; returns the
     number of valid transitions, and samples nothing when it is below `B`.
 
@@ -199,8 +266,22 @@ def sample_kernel(frames, first, has_next, action, reward, terminated, cursors, 
                 e += 1
             if _is_valid(first[e], has_next[e], cursors[e], u, history):
                 break
-        _gather_one(frames, first, action, reward, terminated, e, u, history, b, win,
-                    out_frames, out_action, out_reward, out_discount)  # fmt: skip
+        _gather_one(
+            frames,
+            first,
+            action,
+            reward,
+            terminated,
+            e,
+            u,
+            history,
+            b,
+            win,
+            out_frames,
+            out_action,
+            out_reward,
+            out_discount,
+        )
     return valid
 
 

@@ -28,62 +28,20 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from atari_dqn.errors import ReplayError
 from atari_dqn.replay import kernels
-
-
-def min_capacity(num_envs: int, history_length: int) -> int:
-    """The smallest capacity a ring of `num_envs` envs can have: each env needs a window of
-    `history_length + 1` slots to hold a single transition."""
-    return (history_length + 1) * num_envs
+from atari_dqn.replay.batch import Batch, empty_batch
+from atari_dqn.replay.writers import SlotGuard, WriteControl, WriteGate
+from atari_dqn.shapes import min_capacity
 
 
 def pixel_rows(frames: np.ndarray) -> np.ndarray:
     """View of uint8[..., H, W] as [..., H*W]: the kernels copy each frame as one row."""
     return frames.reshape(*frames.shape[:-2], frames.shape[-2] * frames.shape[-1])
-
-
-@dataclass(frozen=True, eq=False)
-class Batch:
-    """B transitions as numpy arrays, preallocated and reused by the next sample into them.
-
-    Compared and hashed by identity: a batch is a set of buffers, not a value."""
-
-    frames: np.ndarray
-    """uint8[B, history + 1, H, W]: the window [p-h+1 .. p+1] of each transition."""
-    action: np.ndarray
-    """int64[B]: action taken from `obs`."""
-    reward: np.ndarray
-    """float32[B]: reward of the step, as stored (the env clips it)."""
-    discount: np.ndarray
-    """float32[B]: 0.0 if the step terminated the episode, else 1.0 (truncated included);
-    the learner multiplies by gamma."""
-
-    @classmethod
-    def empty(cls, batch_size: int, history: int, frame_shape: tuple[int, int]) -> Batch:
-        shape = (batch_size, history + 1, *frame_shape)
-        return cls(
-            np.empty(shape, np.uint8),
-            np.empty(batch_size, np.int64),
-            np.empty(batch_size, np.float32),
-            np.empty(batch_size, np.float32),
-        )
-
-    @property
-    def obs(self) -> np.ndarray:
-        """uint8[B, history, H, W]: view `frames[:, :-1]`, the stack acted on (s_tm1)."""
-        return self.frames[:, :-1]
-
-    @property
-    def next_obs(self) -> np.ndarray:
-        """uint8[B, history, H, W]: view `frames[:, 1:]`, the stack after the step (s_t)."""
-        return self.frames[:, 1:]
 
 
 def check_batch_size(batch_size: Any) -> int:
@@ -115,20 +73,6 @@ def _as_vector(name: str, values: Any, count: int, dtype: type) -> np.ndarray:
     return np.ascontiguousarray(values, dtype=dtype)
 
 
-class WriteGate:
-    """Holds a ring's writers back until `release()` is called, from whichever thread."""
-
-    def __init__(self, ring: FrameRing) -> None:
-        self._ring = ring
-        self._released = False
-
-    def release(self) -> None:
-        """Let writers go on (idempotent)."""
-        if not self._released:
-            self._released = True
-            self._ring._resume_writes()
-
-
 class FrameRing:
     """Replay memory of `capacity` transitions (summed over envs), each frame stored once."""
 
@@ -156,6 +100,8 @@ class FrameRing:
         self.history_length = int(history_length)
         self.frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
         self.slots = self.capacity // self.num_envs
+        self.window = (self.history_length + 1, *self.frame_shape)
+        """The frames of one sampled transition: (history + 1, H, W)."""
         shape = (self.num_envs, self.slots)
         # np.empty: the OS maps pages on first write, so a 1M ring costs memory as it fills.
         self._frames = np.empty((*shape, self.frame_shape[0] * self.frame_shape[1]), np.uint8)
@@ -171,33 +117,28 @@ class FrameRing:
         self._active = np.zeros(self.num_envs, np.uint8)
         self._rng = np.array([seed], np.uint64)
         self._lock = threading.Lock()  # held by each method for its whole call
-        self._gates = threading.Condition(self._lock)
-        self._paused = 0  # WriteGates not yet released
+        self._writers = WriteControl(self._lock)
         self._batch: Batch | None = None
 
     # ---- writing ----------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        """Hold the lock, taken once no WriteGate holds writers back."""
-        with self._gates:
-            while self._paused:
-                self._gates.wait()
-            yield
+    def _writing(self, env_ids: np.ndarray | None = None) -> contextlib.AbstractContextManager:
+        """Hold the lock, once writers may write the newest slot of `env_ids` (all envs by
+        default): see `atari_dqn.replay.writers`."""
+        ids = np.arange(self.num_envs) if env_ids is None else env_ids
+        return self._writers.writing(lambda: (ids, self._cursor[ids]))
+
+    def take_held_seconds(self) -> float:
+        """Seconds writers waited for a save (`begin_save`) since the last call."""
+        with self._lock:
+            return self._writers.take_held_seconds()
 
     def pause_writes(self) -> WriteGate:
         """Hold `add` and `start_episodes` back until the returned gate is released.
 
         Reads (`sample`, `stacks`, `len`) go on. A sampler that will draw from another
         thread pauses writes first, so the draw sees the ring exactly as it is now."""
-        with self._lock:
-            self._paused += 1
-        return WriteGate(self)
-
-    def _resume_writes(self) -> None:
-        with self._gates:
-            self._paused -= 1
-            self._gates.notify_all()
+        return self._writers.pause()
 
     def start_episodes(self, env_ids: np.ndarray, frames: np.ndarray) -> None:
         """Write the first frame (uint8[k, H, W]) of a new episode for each env in `env_ids`.
@@ -213,11 +154,18 @@ class FrameRing:
         if np.unique(env_ids).size != env_ids.size:
             raise ReplayError(f"env_ids {env_ids.tolist()} lists an env twice")
         frames = _as_frames("start_episodes frames", frames, env_ids.size, self.frame_shape)
-        with self._writing():
+        with self._writing(env_ids):
             kernels.start_kernel(
-                self._frames, self._first, self._has_next, self._cursor, self._written,
-                self._n_has_next, self._active, env_ids.astype(np.int64), pixel_rows(frames),
-            )  # fmt: skip
+                self._frames,
+                self._first,
+                self._has_next,
+                self._cursor,
+                self._written,
+                self._n_has_next,
+                self._active,
+                env_ids.astype(np.int64),
+                pixel_rows(frames),
+            )
 
     def add(
         self,
@@ -243,11 +191,23 @@ class FrameRing:
                     "episode's first frame with start_episodes() after every reset"
                 )
             kernels.add_kernel(
-                self._frames, self._first, self._has_next, self._action, self._reward,
-                self._terminated, self._truncated, self._cursor, self._written,
-                self._n_has_next, self._active,
-                actions, rewards, terminated, truncated, pixel_rows(next_frames),
-            )  # fmt: skip
+                self._frames,
+                self._first,
+                self._has_next,
+                self._action,
+                self._reward,
+                self._terminated,
+                self._truncated,
+                self._cursor,
+                self._written,
+                self._n_has_next,
+                self._active,
+                actions,
+                rewards,
+                terminated,
+                truncated,
+                pixel_rows(next_frames),
+            )
 
     # ---- reading ----------------------------------------------------------------------
 
@@ -256,10 +216,13 @@ class FrameRing:
         with self._lock:
             return int(
                 kernels.count_valid_kernel(
-                    self._first, self._has_next, self._cursor, self._n_has_next,
+                    self._first,
+                    self._has_next,
+                    self._cursor,
+                    self._n_has_next,
                     self.history_length,
                 )
-            )  # fmt: skip
+            )
 
     def stacks(self, out: np.ndarray | None = None) -> np.ndarray:
         """uint8[N, history, H, W]: the stack each env acts on now (same rule as sampling)."""
@@ -267,8 +230,10 @@ class FrameRing:
         if out is None:
             out = np.empty(shape, np.uint8)
         elif out.shape != shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
-            raise ReplayError(f"stacks out: expected contiguous uint8{list(shape)}, got "
-                              f"{out.dtype}{list(out.shape)}")  # fmt: skip
+            raise ReplayError(
+                f"stacks out: expected contiguous uint8{list(shape)}, got "
+                f"{out.dtype}{list(out.shape)}"
+            )
         with self._lock:
             never = np.flatnonzero(self._written == 0)
             if never.size:
@@ -287,7 +252,7 @@ class FrameRing:
         The arrays are reused by the next `sample` call: consume (or copy) them first."""
         if self._batch is None or len(self._batch.action) != batch_size:
             check_batch_size(batch_size)
-            self._batch = Batch.empty(batch_size, self.history_length, self.frame_shape)
+            self._batch = empty_batch(batch_size, self.window)
         self.sample_into(self._batch)
         return self._batch
 
@@ -295,11 +260,22 @@ class FrameRing:
         """Fill preallocated `batch` (of any size B >= 1) with B uniformly drawn transitions."""
         with self._lock:
             valid = kernels.sample_kernel(
-                self._frames, self._first, self._has_next, self._action, self._reward,
-                self._terminated, self._cursor, self._written, self._n_has_next, self._rng,
-                self.history_length, pixel_rows(batch.frames), batch.action, batch.reward,
+                self._frames,
+                self._first,
+                self._has_next,
+                self._action,
+                self._reward,
+                self._terminated,
+                self._cursor,
+                self._written,
+                self._n_has_next,
+                self._rng,
+                self.history_length,
+                pixel_rows(batch.frames),
+                batch.action,
+                batch.reward,
                 batch.discount,
-            )  # fmt: skip
+            )
         if valid < len(batch.action):
             raise ReplayError(
                 f"cannot sample {len(batch.action)} transitions: only {valid} are stored; "
@@ -308,21 +284,28 @@ class FrameRing:
 
     # ---- state ------------------------------------------------------------------------
 
+    @staticmethod
+    def make_spec(
+        capacity: int, num_envs: int, history_length: int, frame_shape: tuple[int, int]
+    ) -> dict[str, Any]:
+        """The spec of a ring built with these arguments (`FrameRing(**spec)` builds one)."""
+        return {
+            "capacity": int(capacity),
+            "num_envs": int(num_envs),
+            "history_length": int(history_length),
+            "frame_shape": [int(frame_shape[0]), int(frame_shape[1])],
+        }
+
     def spec(self) -> dict[str, Any]:
         """What a ring is built from (bar its seed): a saved state fits only the same spec."""
-        return {
-            "capacity": self.capacity,
-            "num_envs": self.num_envs,
-            "history_length": self.history_length,
-            "frame_shape": list(self.frame_shape),
-        }
+        return self.make_spec(self.capacity, self.num_envs, self.history_length, self.frame_shape)
 
     def state_views(self, filled_slots: int) -> dict[str, np.ndarray]:
         """Writable views of the whole state, per-slot arrays cut to `[:, :filled_slots]`.
 
         Frames are uint8[N, S, H*W], other per-slot arrays [N, S], per-env arrays [N], the
         sampler's RNG uint64[1]. For loading a file into a new ring and for inspecting a ring
-        no other thread uses; `snapshot` and `load_state_dict` are the thread-safe ways."""
+        no other thread uses; `begin_save` and `load_state_dict` are the thread-safe ways."""
         f = filled_slots
         return {
             "frames": self._frames[:, :f],
@@ -354,16 +337,25 @@ class FrameRing:
         """The whole state: spec, filled slot count and arrays.
 
         The arrays are VIEWS into the ring (a full ring is gigabytes): serialise them
-        before the next `add`, or copy them; `snapshot` holds the ring still meanwhile."""
+        before the next `add`, or copy them; `begin_save` protects them meanwhile."""
         with self._lock:
             return self._state()
 
-    @contextlib.contextmanager
-    def snapshot(self) -> Iterator[dict[str, Any]]:
-        """`state_dict()`, with every other thread's reads and writes held back until the
-        block ends: for serialising the views while a prefetch thread is about."""
+    def begin_save(self) -> tuple[dict[str, Any], SlotGuard]:
+        """The state as it is now, for a save that writes it while the ring goes on.
+
+        Returns `state_dict()` with COPIES of every array but the frames (a few bytes per
+        slot), whose live view is protected instead: until the save calls `guard.saved(k)`
+        for rows past it, a write to a slot of the view waits. The save writes each env's
+        filled slots oldest first (from slot `cursor % filled`), the order in which the
+        ring overwrites them, so writers rarely wait; it must call `guard.release()`."""
         with self._lock:
-            yield self._state()
+            state = self._state()
+            arrays = state["arrays"]
+            state["arrays"] = {k: v if k == "frames" else v.copy() for k, v in arrays.items()}
+            filled = state["filled_slots"]
+            start = arrays["cursor"] % filled if filled else np.zeros(self.num_envs, np.int64)
+            return state, self._writers.begin_guard(start, filled)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a `state_dict()` from a ring of the same spec."""

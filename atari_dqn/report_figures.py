@@ -1,0 +1,127 @@
+"""The report's pictures of one run: its learning curves, and frames of its latest film.
+
+Read from what the run wrote (`metrics.csv`, `evals.csv`, `eval.json`, `videos/`), so they
+can be drawn wherever the run directory is copied to.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from atari_dqn.rundir import RunDir
+from atari_dqn.scores import lookup
+from atari_dqn.video import film_step_and_game, frame_strip, videos_by_step
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """A run's CSV log as rows of strings ([] if it has none yet)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def frames_unit(largest: int) -> tuple[float, str]:
+    """(divisor, x-axis label) for emulator frames up to `largest`: frames in millions,
+    thousands or ones, whichever keeps a tick label to a few digits (8,000 frames in
+    millions ran the labels of a short run together: 0.00400.0045...)."""
+    if largest >= 1_000_000:
+        return 1e6, "emulator frames (M)"
+    if largest >= 10_000:
+        return 1e3, "emulator frames (thousands)"
+    return 1.0, "emulator frames"
+
+
+def plot_run(run_path: Path, game: str, actions: list[str], out: Path) -> Path:
+    """Eval score against frames (Nature's score as a line), training return, loss, mean
+    max-Q, epsilon and the action histogram (labelled with the game's `actions`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    run_dir = RunDir(run_path)
+    metrics = read_csv(run_dir.metrics_csv)
+    evals = read_csv(run_dir.evals_csv)
+    eval_frames = np.array([int(r["emulator_frames"]) for r in evals])
+    frames = np.array([int(r["emulator_frames"]) for r in metrics])
+    divisor, xlabel = frames_unit(max([*eval_frames, *frames], default=0))
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    ax = axes[0, 0]
+    if evals:
+        y = np.array([float(r["mean"]) for r in evals])
+        lo = np.array([float(r["ci_low"]) for r in evals])
+        hi = np.array([float(r["ci_high"]) for r in evals])
+        ax.plot(eval_frames / divisor, y, marker="o", label="ours (eval, eps 0.05)")
+        ax.fill_between(eval_frames / divisor, lo, hi, alpha=0.2)
+    paper = lookup(game)
+    if paper is not None and paper.nature_dqn is not None:
+        ax.axhline(paper.nature_dqn, color="k", ls="--", label="Nature DQN (200M frames)")
+    if paper is not None:
+        ax.axhline(paper.random, color="grey", ls=":", label="random")
+    ax.set(title=f"{game}: evaluation score", ylabel="raw score")
+    ax.legend(fontsize=8)
+    for ax, key, title in (
+        (axes[0, 1], "mean_return_100", "training return (last 100 games)"),
+        (axes[0, 2], "loss", "loss"),
+        (axes[1, 0], "mean_max_q", "mean max Q"),
+        (axes[1, 1], "epsilon", "epsilon"),
+    ):
+        ax.plot(frames / divisor, [float(r[key]) for r in metrics])
+        ax.set(title=title)
+    ax = axes[1, 2]
+    if metrics:
+        counts = np.array([[int(c) for c in r["action_counts"].split()] for r in metrics], float)
+        fractions = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        ax.stackplot(frames / divisor, fractions.T, labels=actions)
+        ax.legend(fontsize=7, loc="upper right")
+    ax.set(title="action histogram", ylabel="fraction")
+    for ax in axes.flat:
+        ax.set_xlabel(xlabel)
+        # At most seven round numbers: four-digit labels then fit side by side in a panel.
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
+    fig.tight_layout()
+    path = out / f"{run_dir.name}.png"
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _strip_film(run: RunDir, videos: list[tuple[int, Path]]) -> tuple[int, Path]:
+    """The film the strip shows, and its step: the latest film, except that of the games
+    `eval --video` filmed for eval.json (best, median and worst by default), the
+    median-scoring one rather than whichever was written last."""
+    step, latest = videos[-1]
+    record = run.read_record(run.eval_record)
+    if record is None or record["agent_steps"] != step or latest.parent != run.videos:
+        return step, latest
+    scores = record["scores"]
+    films = sorted(
+        (scores[game - 1], path)
+        for at, path in videos
+        if at == step
+        and path.parent == run.videos
+        and (game := film_step_and_game(path)[1]) <= len(scores)
+    )
+    return step, films[(len(films) - 1) // 2][1] if films else latest
+
+
+def film_lines(run_path: Path, out: Path) -> list[str]:
+    """Report lines showing the run's latest film (`_strip_film`) as a strip of frames, and
+    links to all its films."""
+    run_dir = RunDir(run_path)
+    videos = videos_by_step(run_dir.videos)
+    if not videos:
+        return []
+    step, latest = _strip_film(run_dir, videos)
+    strip = frame_strip(latest, out / f"{run_dir.name}-strip.png")
+    links = ", ".join(f"[{path.name}]({os.path.relpath(path, out)})" for _, path in videos)
+    lines = [f"The agent at {step:,} agent steps ({latest.name}):", ""]
+    if strip is not None:
+        lines += [f"![{latest.name}]({strip.name})", ""]
+    return [*lines, f"Videos: {links}", ""]

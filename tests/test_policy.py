@@ -1,0 +1,103 @@
+"""Epsilon-greedy acting: the greedy choice is the network's argmax, exploration draws come
+from the run's RNG whatever the network says, and CUDA acting equals the CPU's."""
+
+import numpy as np
+import pytest
+import torch
+from quick_runs import learner_and_policy
+
+from atari_dqn.replay.batch import Batch
+
+cuda = pytest.mark.cuda  # skipped where torch sees no CUDA device (tests/conftest.py)
+
+
+def _stacks(size: int, seed: int) -> np.ndarray:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (size, 4, 84, 84), dtype=torch.uint8, generator=g).numpy()
+
+
+def _greedy(policy, stacks: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return policy.network(torch.from_numpy(stacks)).argmax(1).numpy()
+
+
+def test_act_with_epsilon_zero_is_argmax_of_online_q():
+    _, policy = learner_and_policy(5, seed=3)
+    stacks = _stacks(16, seed=1)
+    actions = policy.act(stacks, 0.0, np.random.default_rng(0))
+    assert actions.dtype == np.int64
+    np.testing.assert_array_equal(actions, _greedy(policy, stacks))
+
+
+def test_act_with_epsilon_one_is_uniform_and_skips_the_network():
+    _, policy = learner_and_policy()
+    policy.network = None  # any network call would now fail
+    stacks = np.zeros((8, 4, 84, 84), dtype=np.uint8)
+    rng = np.random.default_rng(42)
+    actions = np.concatenate([policy.act(stacks, 1.0, rng) for _ in range(500)])
+    counts = np.bincount(actions, minlength=4)
+    # 4000 draws, 1000 expected each, std ~27: 5 std either side
+    assert counts.sum() == 4000
+    assert np.all(np.abs(counts - 1000) < 140), counts
+    # reproducible from the rng seed
+    rng2 = np.random.default_rng(42)
+    again = np.concatenate([policy.act(stacks, 1.0, rng2) for _ in range(500)])
+    np.testing.assert_array_equal(actions, again)
+
+
+def test_act_mixes_random_and_greedy_per_env():
+    _, policy = learner_and_policy()
+    stacks = _stacks(64, seed=2)
+    greedy = _greedy(policy, stacks)
+    explore = np.random.default_rng(5).random(64) < 0.5  # the draws act makes first
+    actions = policy.act(stacks, 0.5, np.random.default_rng(5))
+    np.testing.assert_array_equal(actions[~explore], greedy[~explore])
+    assert 0 < explore.sum() < 64
+
+
+def test_the_policy_acts_on_the_learners_network_as_it_learns():
+    learner, policy = learner_and_policy()
+    assert policy.network is learner.online
+    g = torch.Generator().manual_seed(0)
+    batch = Batch(
+        torch.randint(0, 256, (8, 5, 84, 84), dtype=torch.uint8, generator=g),
+        torch.randint(0, 4, (8,), generator=g),
+        torch.ones(8),
+        torch.ones(8),
+    )
+    stacks = _stacks(4, seed=3)
+    before = policy.act_and_values(stacks, 0.0, np.random.default_rng(0))[1]
+    learner.update(batch)
+    after = policy.act_and_values(stacks, 0.0, np.random.default_rng(0))[1]
+    assert not np.array_equal(before, after)
+
+
+@cuda
+@pytest.mark.parametrize("tf32", [False, True])
+def test_on_cuda_tf32_is_off_inside_acting_unless_asked_for(tf32):
+    _, policy = learner_and_policy(device="cuda", cuda_graph="false", tf32=tf32)
+    seen = []
+    policy.network.register_forward_hook(
+        lambda *_: seen.append(
+            (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+        )
+    )
+    policy.act(_stacks(4, seed=0), 0.0, np.random.default_rng(0))
+    assert seen and set(seen) == {(tf32, tf32)}
+
+
+@cuda
+def test_on_cuda_acting_is_the_same_with_and_without_graphs():
+    _, eager = learner_and_policy(device="cuda", cuda_graph="false")
+    _, graphed = learner_and_policy(device="cuda", cuda_graph="true")
+    assert graphed.network.layers[0].weight.is_contiguous()  # `auto`: no channels-last on CUDA
+    stacks = _stacks(16, seed=7)
+    for epsilon in (0.0, 0.3):
+        a = eager.act(stacks, epsilon, np.random.default_rng(1))
+        b = graphed.act(stacks, epsilon, np.random.default_rng(1))
+        np.testing.assert_array_equal(a, b)
+    _, cpu = learner_and_policy()
+    np.testing.assert_array_equal(
+        cpu.act(stacks, 0.0, np.random.default_rng(1)),
+        graphed.act(stacks, 0.0, np.random.default_rng(1)),
+    )
