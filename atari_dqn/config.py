@@ -118,7 +118,12 @@ class ReplayConfig(_Section):
     """The frame-ring replay memory (Methods, "Training details": experience replay)."""
 
     NAME = "replay"
-    KEY_RANGES = {"history_length": "positive"}
+    KEY_RANGES = {
+        "history_length": "positive",
+        "priority_exponent": "non_negative",
+        "importance_exponent_start": "probability",
+        "priority_epsilon": "positive",
+    }
 
     capacity: int = _fixed(1_000_000)
     """Transitions stored, summed over all envs."""
@@ -127,6 +132,17 @@ class ReplayConfig(_Section):
     prefetch: Literal["auto", "always", "never"] = _not_experiment("auto")
     """Sample the next batch in a background thread while the learner runs. `auto`: on a GPU
     only; on a CPU the thread competes with torch's for the same cores (-8% on 2 cores)."""
+    prioritized: bool = _fixed(False)
+    """Proportional prioritized replay (Schaul et al. 2016): draw transitions with
+    probability proportional to priority ** `priority_exponent`, a priority being the last
+    |TD error| (+ `priority_epsilon`), a new transition's the largest so far; correct the
+    bias with importance-sampling weights. False: uniform, as the Nature paper."""
+    priority_exponent: float = 0.6
+    """alpha: how much the priorities count (0 is uniform); 0.6, Schaul et al.'s for Atari."""
+    importance_exponent_start: float = 0.4
+    """beta at replay start, annealed linearly to 1 at loop.total_steps; 0.4, Schaul et al.'s."""
+    priority_epsilon: float = 1e-6
+    """Added to |TD error| so that no sampleable transition's priority is 0."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +157,8 @@ class LearnerConfig(_Section):
         "learning_rate": "positive",
         "min_squared_gradient": "positive",
         "torch_threads": "non_negative",
+        "n_step": "positive",
+        "max_grad_norm": "non_negative",
     }
 
     batch_size: int = 32
@@ -180,6 +198,18 @@ class LearnerConfig(_Section):
     tf32: bool = False
     """Let cuDNN and cuBLAS use TF32 on CUDA: faster, but not fp32 maths (drift: `bench
     learner`)."""
+    n_step: int = _fixed(1)
+    """Steps of reward summed before bootstrapping (Rainbow's multi-step returns); 1 is the
+    Nature paper's one-step target. Cut at an episode's end: a terminal step bootstraps
+    nothing, a truncated one from its true last frame."""
+    double_dqn: bool = False
+    """Double DQN (van Hasselt et al. 2016): the online network picks the next action, the
+    target network values it; False is the Nature target, the target network's max."""
+    dueling: bool = _fixed(False)
+    """The dueling head (Wang et al. 2016): value and advantage streams after the
+    convolutions, combined as V + A - mean(A); False is the Nature CNN's single head."""
+    max_grad_norm: float = 0.0
+    """Clip the gradient's global norm to this (10 in Wang et al. 2016); 0 turns it off."""
     stop_on_nonfinite: bool = _not_experiment(True)
     """Stop the run when the loss or a Q-value becomes NaN or infinite, keeping the last
     good checkpoint (checked at each logging interval and before each checkpoint)."""

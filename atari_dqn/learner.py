@@ -89,7 +89,8 @@ class Learner:
         self.optimizer = make_optimizer(
             self.online.parameters(), cfg, capturable=runtime.cuda_graph
         )
-        self._window = (online.input_shape[0] + 1, *online.input_shape[1:])
+        self._history = online.input_shape[0]
+        self._window = (self._history + 1, *online.input_shape[1:])
         self._inputs: Batch | None = None  # static device buffers (not on the CPU)
         # Sums of each update's metrics since `take_metrics`, on the device.
         self._sums = {
@@ -159,9 +160,8 @@ class Learner:
     def _step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One gradient step, its metrics summed on the device; the metrics of the batch
         before the step."""
-        loss, metrics = self._loss_fn(
-            batch.obs, batch.action, batch.reward, batch.discount, batch.next_obs
-        )
+        obs, next_obs = batch.stacks(self._history)
+        loss, metrics = self._loss_fn(obs, batch.action, batch.reward, batch.discount, next_obs)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self._step_fn()

@@ -129,7 +129,7 @@ class CounterStream:
 def transitions_of(batch) -> list[Transition]:
     """Decode a ring Batch into reference-style tuples."""
     serials, envs = decode(batch.frames)
-    h = batch.obs.shape[1]
+    h = batch.frames.shape[1] - 1  # one-step windows
     out = []
     for b in range(len(serials)):
         assert len(set(envs[b].tolist())) == 1, "a window mixes envs"

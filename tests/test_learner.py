@@ -83,6 +83,8 @@ def _batch(size=8, seed=0, n_actions=4, device="cpu"):
         torch.randint(0, n_actions, (size,), generator=g),
         torch.randint(-1, 2, (size,), generator=g).float(),
         (torch.rand(size, generator=g) > 0.2).float(),
+        torch.ones(size),
+        torch.arange(size),
     )
     return Batch(*(t.to(device) for t in batch))
 
@@ -113,8 +115,9 @@ def test_update_metrics_describe_the_batch_before_the_step():
     learner = make_learner()
     batch = _batch()
     with torch.no_grad():
-        q = learner.online(batch.obs)
-        q_t = learner.target(batch.next_obs)
+        obs, next_obs = batch.stacks(4)
+        q = learner.online(obs)
+        q_t = learner.target(next_obs)
     expected_loss, td = td_loss(q, batch.action, batch.reward, batch.discount, q_t, gamma=0.99)
     metrics = learner.update(batch)
     torch.testing.assert_close(metrics["loss"], expected_loss)

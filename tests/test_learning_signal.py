@@ -27,6 +27,6 @@ def test_q_values_learn_which_action_pays_through_the_frame_ring():
         learner.update(as_tensors(ring.sample(32)))
     batch = ring.sample(256)
     with torch.no_grad():
-        q = learner.online(torch.from_numpy(batch.obs.copy()))
+        q = learner.online(torch.from_numpy(batch.stacks(4)[0].copy()))
     assert (q.argmax(dim=1) == 2).float().mean() > 0.9
     assert q[:, 2].mean() > 0.8 and q[:, [0, 1, 3]].abs().mean() < 0.2

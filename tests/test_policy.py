@@ -64,6 +64,8 @@ def test_the_policy_acts_on_the_learners_network_as_it_learns():
         torch.randint(0, 4, (8,), generator=g),
         torch.ones(8),
         torch.ones(8),
+        torch.ones(8),
+        torch.arange(8),
     )
     stacks = _stacks(4, seed=3)
     before = policy.act_and_values(stacks, 0.0, np.random.default_rng(0))[1]

@@ -159,8 +159,10 @@ def test_full_size_frames_round_trip_through_stacks_and_sample():
     batch = ring.sample(32)
     assert batch.frames.shape == (32, 5, 84, 84) and batch.frames.dtype == np.uint8
     assert batch.action.dtype == np.int64 and batch.reward.dtype == np.float32
-    assert np.shares_memory(batch.obs, batch.frames)
-    assert np.shares_memory(batch.next_obs, batch.frames)
+    obs, next_obs = batch.stacks(4)
+    assert np.shares_memory(obs, batch.frames) and np.shares_memory(next_obs, batch.frames)
+    np.testing.assert_array_equal(obs, batch.frames[:, :4])
+    np.testing.assert_array_equal(next_obs, batch.frames[:, 1:])
     serials, envs = decode(batch.frames)
     expect = encode(serials.ravel(), envs.ravel(), (84, 84)).reshape(batch.frames.shape)
     np.testing.assert_array_equal(batch.frames, expect)  # every pixel, not just the code
@@ -263,10 +265,16 @@ def test_tensors_of_a_batch_share_its_five_frame_window():
     run_steps(stream, [[CONTINUE]] * 20)
     batch = ring.sample(4)
     tb = as_tensors(batch)
-    assert tb.obs.shape == (4, 4, 2, 2) and tb.next_obs.shape == (4, 4, 2, 2)
+    obs, next_obs = tb.stacks(4)
+    assert obs.shape == (4, 4, 2, 2) and next_obs.shape == (4, 4, 2, 2)
     assert tb.action.dtype == torch.int64 and tb.discount.dtype == torch.float32
-    assert torch.equal(tb.obs[:, 1:], tb.next_obs[:, :-1])
-    np.testing.assert_array_equal(tb.next_obs.numpy(), batch.frames[:, 1:])
+    assert torch.equal(obs[:, 1:], next_obs[:, :-1])
+    np.testing.assert_array_equal(next_obs.numpy(), batch.frames[:, 1:])
+    assert tb.weight.tolist() == [1.0] * 4  # uniform sampling
+    env, slot = np.divmod(tb.index.numpy(), ring.slots)
+    np.testing.assert_array_equal(
+        decode(batch.frames)[0][:, -1], decode(gather(ring, env, slot).frames)[0][:, -1]
+    )
 
 
 def test_prefetcher_yields_the_batches_sample_would():
@@ -279,7 +287,7 @@ def test_prefetcher_yields_the_batches_sample_would():
         for _ in range(10):
             tb = prefetcher.next()
             expected = rings[1].sample(8)
-            np.testing.assert_array_equal(tb.obs.numpy(), expected.obs)
+            np.testing.assert_array_equal(tb.frames.numpy(), expected.frames)
             np.testing.assert_array_equal(tb.action.numpy(), expected.action)
             np.testing.assert_array_equal(tb.discount.numpy(), expected.discount)
 
@@ -297,7 +305,7 @@ def test_prefetcher_batches_stay_valid_while_the_loop_adds():
         adder.start()
         for _ in range(100):
             tb = prefetcher.next()
-            windows.append(np.concatenate([tb.obs.numpy(), tb.next_obs.numpy()[:, -1:]], 1))
+            windows.append(tb.frames.numpy().copy())
         adder.join()
     produced = {(t[0], t[1], t[4]) for t, _ in stream.ref.transitions}
     for frames in windows:  # each gathered window is one the stream really produced
@@ -333,7 +341,7 @@ def test_prefetched_batch_is_drawn_when_the_previous_one_is_handed_out():
     with Prefetcher(ring, 8, "cpu") as prefetcher:
         expected = ref_ring.sample(8).frames.copy()  # the first batch: drawn on demand
         for _ in range(6):
-            got = prefetcher.next().obs.numpy()
+            got = prefetcher.next().stacks(4)[0].numpy()
             np.testing.assert_array_equal(got, expected[:, :4])
             # the following batch sees the ring exactly as it is now, before the adds below
             expected = ref_ring.sample(8).frames.copy()
@@ -352,12 +360,12 @@ def test_pending_batch_carries_the_prefetch_stream_through_a_checkpoint():
             k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in ring.state_dict().items()
         }
         state["arrays"] = {k: v.copy() for k, v in state["arrays"].items()}
-        uninterrupted = [prefetcher.next().obs.numpy().copy() for _ in range(3)]
+        uninterrupted = [prefetcher.next().frames.numpy().copy() for _ in range(3)]
     restored = FrameRing(ring.capacity, 2, frame_shape=SMALL, seed=99)
     restored.load_state_dict(state)
     with Prefetcher(restored, 8, "cpu", pending=pending) as resumed:
         for expected in uninterrupted:
-            np.testing.assert_array_equal(resumed.next().obs.numpy(), expected)
+            np.testing.assert_array_equal(resumed.next().frames.numpy(), expected)
 
 
 def test_batches_for_an_accelerator_copy_the_five_frame_window_once():
@@ -369,10 +377,11 @@ def test_batches_for_an_accelerator_copy_the_five_frame_window_once():
     sampled = Sampler(ring, 8, "meta").next()
     delivered = deliver(as_tensors(ring.sample(8)), torch.device("meta"))
     for tensors in (delivered, prefetched, sampled):
-        assert tensors.obs.device.type == "meta" and tensors.action.device.type == "meta"
-        assert tensors.obs.shape == tensors.next_obs.shape == (8, 4, *SMALL)
-        assert tensors.obs.untyped_storage().nbytes() == 8 * 5 * SMALL[0] * SMALL[1]
-        assert tensors.next_obs.storage_offset() == SMALL[0] * SMALL[1]
+        obs, next_obs = tensors.stacks(4)
+        assert obs.device.type == "meta" and tensors.action.device.type == "meta"
+        assert obs.shape == next_obs.shape == (8, 4, *SMALL)
+        assert obs.untyped_storage().nbytes() == 8 * 5 * SMALL[0] * SMALL[1]
+        assert next_obs.storage_offset() == SMALL[0] * SMALL[1]
 
 
 def test_prefetcher_copies_each_batch_into_the_destination_buffers_it_is_given():

@@ -81,6 +81,8 @@ def _batches(size: int, count: int, device: torch.device) -> list[Batch]:
             torch.randint(0, N_ACTIONS, (size,), generator=g),
             torch.randint(-1, 2, (size,), generator=g).float(),
             (torch.rand(size, generator=g) > 0.01).float(),
+            torch.ones(size),
+            torch.arange(size),
         )
         out.append(Batch(*(t.to(device) for t in batch)))
     return out
@@ -98,9 +100,10 @@ class BareLoop:
         )
 
     def update(self, b: Batch) -> dict[str, torch.Tensor]:
-        q = self.online(b.obs)
+        obs, next_obs = b.stacks(4)
+        q = self.online(obs)
         with torch.no_grad():
-            y = b.reward + GAMMA * b.discount * self.target(b.next_obs).max(dim=1).values
+            y = b.reward + GAMMA * b.discount * self.target(next_obs).max(dim=1).values
         loss = F.smooth_l1_loss(q.gather(1, b.action[:, None]).squeeze(1), y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

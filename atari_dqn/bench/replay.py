@@ -263,7 +263,7 @@ def _measure_throughput(capacity: int, seconds: float, rounds: int) -> tuple[lis
         seconds,
         rounds,
     )
-    fixed_obs = as_tensors(ring.sample(BATCH)).obs.clone()
+    fixed_obs = as_tensors(ring.sample(BATCH)).stacks(HISTORY)[0].clone()
     learners = {
         "conv learner": _FakeLearner(),  # CPU-bound: competes with the thread for cores
         "GPU-like learner": lambda obs: time.sleep(GPU_STEP_S),  # main thread just waits
@@ -274,8 +274,12 @@ def _measure_throughput(capacity: int, seconds: float, rounds: int) -> tuple[lis
             learn |= _best_rates(
                 {
                     f"{name} alone (fixed batch)": lambda f=learner: f(fixed_obs),
-                    f"{name} + sample": lambda f=learner: f(as_tensors(ring.sample(BATCH)).obs),
-                    f"{name} + Prefetcher": lambda f=learner: f(prefetcher.next().obs),
+                    f"{name} + sample": lambda f=learner: f(
+                        as_tensors(ring.sample(BATCH)).stacks(HISTORY)[0]
+                    ),
+                    f"{name} + Prefetcher": lambda f=learner: f(
+                        prefetcher.next().stacks(HISTORY)[0]
+                    ),
                 },
                 seconds,
                 rounds,

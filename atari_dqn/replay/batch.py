@@ -1,8 +1,10 @@
 """One batch of transitions, the same type on the host (numpy) and on a device (torch).
 
-A transition is stored as its window of `history + 1` consecutive frames; the stack acted
-on and the stack after the step are two views of it (this is the one place that says so):
-5 frames per transition are gathered and copied, not 8.
+A transition's frames are one window: for a one-step transition `history + 1` consecutive
+frames, of which the stack acted on and the stack after the step are two overlapping views
+(5 frames per transition are gathered and copied, not 8); for an n-step one (n > 1) the two
+stacks one after the other (`2 * history` frames), since the stack n steps later does not
+overlap the first. `Batch.stacks` is the one place that says where each stack is.
 """
 
 from __future__ import annotations
@@ -14,40 +16,45 @@ import numpy as np
 
 class Batch(NamedTuple):
     """B transitions as numpy arrays (what the sampler fills) or torch tensors (what the
-    learner reads); the field names are the learner's `_tm1` / `_t` convention's inputs."""
+    learner reads)."""
 
     frames: Any
-    """uint8[B, history + 1, H, W]: the window [p-h+1 .. p+1] of each transition."""
+    """uint8[B, window, H, W]: each transition's frames (the module docstring)."""
     action: Any
-    """int64[B]: the action taken from `obs`."""
+    """int64[B]: the action taken from the first stack (a_tm1)."""
     reward: Any
-    """float32[B]: the reward of the step, as stored (the env clips it)."""
+    """float32[B]: the reward (the env clips it), summed over the n steps with discounts for
+    an n-step transition (r_t)."""
     discount: Any
-    """float32[B]: 0.0 if the step terminated the episode, else 1.0 (truncations included:
-    they bootstrap from their true last frame); the learner multiplies it by gamma."""
+    """float32[B]: what multiplies the bootstrap value (discount_t): gamma ** n, or 0 when
+    the episode terminated within the steps (truncations bootstrap from their true last
+    frame); with the replay's gamma 1, 1 or 0."""
+    weight: Any
+    """float32[B]: the importance-sampling weight of each transition (1 for uniform
+    sampling; prioritized replay's corrections otherwise)."""
+    index: Any
+    """int64[B]: where each transition lies in the replay (`env * slots + slot`), for
+    writing its priority back."""
 
-    @property
-    def obs(self) -> Any:
-        """uint8[B, history, H, W]: view `frames[:, :-1]`, the stack acted on (s_tm1)."""
-        return self.frames[:, :-1]
-
-    @property
-    def next_obs(self) -> Any:
-        """uint8[B, history, H, W]: view `frames[:, 1:]`, the stack after the step (s_t)."""
-        return self.frames[:, 1:]
+    def stacks(self, history: int) -> tuple[Any, Any]:
+        """(obs, next_obs), each [B, history, H, W], views of `frames`: the stack acted on
+        (s_tm1) and the stack to bootstrap from (s_t)."""
+        return self.frames[:, :history], self.frames[:, -history:]
 
 
-DTYPES = (np.uint8, np.int64, np.float32, np.float32)
+DTYPES = (np.uint8, np.int64, np.float32, np.float32, np.float32, np.int64)
 """The dtype of each field of a Batch, in order."""
 
 
 def batch_shapes(batch_size: int, window: tuple[int, int, int]) -> tuple[tuple[int, ...], ...]:
     """The shape of each field of a Batch of `batch_size` transitions of `window` =
-    (history + 1, H, W) frames."""
-    return ((batch_size, *window), (batch_size,), (batch_size,), (batch_size,))
+    (frames, H, W)."""
+    return ((batch_size, *window), *([(batch_size,)] * (len(DTYPES) - 1)))
 
 
 def empty_batch(batch_size: int, window: tuple[int, int, int]) -> Batch:
-    """Uninitialised numpy arrays for `batch_size` transitions of `window` frames."""
+    """Uninitialised numpy arrays for `batch_size` transitions of `window` frames, weights 1."""
     shapes = batch_shapes(batch_size, window)
-    return Batch(*(np.empty(s, d) for s, d in zip(shapes, DTYPES, strict=True)))
+    batch = Batch(*(np.empty(s, d) for s, d in zip(shapes, DTYPES, strict=True)))
+    batch.weight[:] = 1.0
+    return batch

@@ -40,5 +40,7 @@ def gather(ring: FrameRing, env_ids: np.ndarray, slots: np.ndarray) -> Batch:
         batch.action,
         batch.reward,
         batch.discount,
+        batch.weight,
+        batch.index,
     )
     return batch

@@ -177,8 +177,11 @@ def _gather_one(
     out_action,
     out_reward,
     out_discount,
+    out_weight,
+    out_index,
 ):
-    """Copy transition (e, p) into row `b` of the batch: h + 1 frames, one row copy each."""
+    """Copy transition (e, p) into row `b` of the batch: h + 1 frames, one row copy each;
+    its weight is 1 (uniform sampling) and its index `e * slots + p`."""
     window_kernel(first[e], p, history, win)
     for k in range(history):
         _copy_frame(out_frames[b, k], frames[e, win[k]])
@@ -188,6 +191,8 @@ def _gather_one(
     out_reward[b] = reward[e, p]
     # Terminal transitions do not bootstrap; truncated ones do, from their true last frame.
     out_discount[b] = 0.0 if terminated[e, p] else 1.0
+    out_weight[b] = 1.0
+    out_index[b] = e * first.shape[1] + p
 
 
 @numba.njit(nogil=True, cache=True)
@@ -204,6 +209,8 @@ def gather_kernel(
     out_action,
     out_reward,
     out_discount,
+    out_weight,
+    out_index,
 ):
     """Gather given (env, slot) transitions: the sampler's path without the random draw."""
     win = np.empty(history, np.int64)
@@ -223,6 +230,8 @@ def gather_kernel(
             out_action,
             out_reward,
             out_discount,
+            out_weight,
+            out_index,
         )
 
 
@@ -243,6 +252,8 @@ def sample_kernel(
     out_action,
     out_reward,
     out_discount,
+    out_weight,
+    out_index,
 ) -> int:
     """Draw `B` valid transitions uniformly (with replacement) and gather them; returns the
     number of valid transitions, and samples nothing when it is below `B`.
@@ -281,6 +292,8 @@ def sample_kernel(
             out_action,
             out_reward,
             out_discount,
+            out_weight,
+            out_index,
         )
     return valid
 

@@ -275,6 +275,8 @@ class FrameRing:
                 batch.action,
                 batch.reward,
                 batch.discount,
+                batch.weight,
+                batch.index,
             )
         if valid < len(batch.action):
             raise ReplayError(
