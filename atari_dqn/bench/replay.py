@@ -226,7 +226,13 @@ def _measure_throughput(capacity: int, seconds: float, rounds: int) -> tuple[lis
     n = 256
     slots, windows = _window_indices(ring, n)
     zeros = np.zeros(BATCH, np.int64)
-    scratch = (np.empty(BATCH, np.int64), np.empty(BATCH, np.float32), np.empty(BATCH, np.float32))
+    scratch = (
+        np.empty(BATCH, np.int64),  # action
+        np.empty(BATCH, np.float32),  # reward
+        np.empty(BATCH, np.float32),  # discount
+        np.empty(BATCH, np.float32),  # weight
+        np.empty(BATCH, np.int64),  # index
+    )
     blocks = np.random.default_rng(3).integers(0, 256, (64, *out.shape), np.uint8)
     step = itertools.count()
 
