@@ -10,37 +10,53 @@ import numpy as np
 
 from atari_dqn.replay import kernels
 from atari_dqn.replay.batch import Batch, empty_batch
+from atari_dqn.replay.gather import gather_kernel
 from atari_dqn.replay.ring import FrameRing, pixel_rows
 
 
 def valid_transitions(ring: FrameRing) -> tuple[np.ndarray, np.ndarray]:
-    """(env_ids, slots), int64[K] each: every transition `sample` may draw, by brute force."""
+    """(env_ids, slots), int64[K] each: every transition `sample` may draw, found by brute
+    force from the metadata (not from the flags the ring keeps, which it is checked against)."""
     s = ring.state_views(ring.slots)
-    return kernels.valid_indices_kernel(
-        s["first"], s["has_next"], s["cursor"], s["written"], ring.history_length
+    flags = np.zeros(s["first"].shape, np.uint8)
+    kernels.validity_kernel(
+        s["first"],
+        s["has_next"],
+        s["terminated"],
+        s["truncated"],
+        s["cursor"],
+        s["written"],
+        ring.history_length,
+        ring.n_step,
+        flags,
     )
+    env_ids, slots = np.nonzero(flags)
+    return env_ids.astype(np.int64), slots.astype(np.int64)
 
 
 def gather(ring: FrameRing, env_ids: np.ndarray, slots: np.ndarray) -> Batch:
-    """The transitions at the given (env, slot) pairs, through the sampler's own gather."""
+    """The transitions at the given valid (env, slot) pairs, through the sampler's own gather
+    (weights 1)."""
     env_ids = np.ascontiguousarray(env_ids, np.int64)
     slots = np.ascontiguousarray(slots, np.int64)
     batch = empty_batch(env_ids.size, ring.window)
     s = ring.state_views(ring.slots)
-    kernels.gather_kernel(
+    gather_kernel(
         s["frames"],
         s["first"],
         s["action"],
         s["reward"],
         s["terminated"],
+        s["truncated"],
         env_ids,
         slots,
         ring.history_length,
+        ring.n_step,
+        ring.discount,
         pixel_rows(batch.frames),
         batch.action,
         batch.reward,
         batch.discount,
-        batch.weight,
         batch.index,
     )
     return batch

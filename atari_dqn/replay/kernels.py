@@ -1,11 +1,17 @@
-"""The frame ring's Numba kernels: plain loops over preallocated arrays, GIL released.
+"""The frame ring's Numba kernels for writing and validity: plain loops, GIL released.
 
 Per-env arrays are [N, S] (S slots per env); frames are [N, S, H*W], so each frame is copied
 as one contiguous row. The ring's layout and its "invalid range" are described in
-`atari_dqn.replay.ring`; these kernels are its only implementation, so acting (`stacks_kernel`)
-and learning (`sample_kernel`) stack frames with the same `window_kernel`. All are compiled
-with `nogil=True` (a prefetch thread samples while the learner runs) and `cache=True` (the
-first run compiles them once per machine).
+`atari_dqn.replay.ring`; `is_valid` is its only implementation, and acting (`stacks_kernel`)
+and learning (`atari_dqn.replay.gather`) stack frames with the same `window_kernel`. All are
+compiled with `nogil=True` (a prefetch thread samples while the learner runs) and
+`cache=True` (the first run compiles them once per machine).
+
+Validity is maintained, not searched for: each slot has a flag `valid[e, p]` (and each env a
+count `n_valid[e]`), and a prioritized ring's sum tree holds a positive priority exactly at
+the valid slots. A write at slot `c` changes the validity of at most the `n_step + history`
+slots `c - n_step .. c + history - 1` (`refresh_kernel` says why), so every write
+recomputes those and nothing else.
 """
 
 from __future__ import annotations
@@ -13,27 +19,11 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-
-@numba.njit(nogil=True, cache=True, inline="always")
-def _next_u64(rng: np.ndarray) -> np.uint64:
-    """splitmix64 (Steele et al. 2014): one uint64 of state, kept in `rng[0]`, saved with
-    the ring so a restored run draws the same indices. uint64 arithmetic wraps in numba."""
-    z = rng[0] + np.uint64(0x9E3779B97F4A7C15)
-    rng[0] = z
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+from atari_dqn.replay import sumtree
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _below(rng: np.ndarray, n: int) -> int:
-    """Uniform integer in [0, n): 53 random bits scaled (bias below n / 2**53)."""
-    u = float(_next_u64(rng) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-    return min(int(u * n), n - 1)
-
-
-@numba.njit(nogil=True, cache=True, inline="always")
-def _copy_frame(dst: np.ndarray, src: np.ndarray) -> None:
+def copy_frame(dst: np.ndarray, src: np.ndarray) -> None:
     """dst[:] = src for one flattened frame. An explicit loop: LLVM vectorises it to near
     memcpy speed; numba's slice assignment `dst[:] = src` measured 3x slower here."""
     for i in range(src.shape[0]):
@@ -45,7 +35,8 @@ def window_kernel(first_e: np.ndarray, p: int, history: int, out_slots: np.ndarr
     """Slots of the `history`-frame stack ending at slot `p` into `out_slots[:history]`,
     oldest first; positions before the episode's first frame repeat that first frame.
 
-    The one stacking rule, used for acting (`stacks_kernel`) and learning (`sample_kernel`)."""
+    The one stacking rule, used for acting (`stacks_kernel`) and learning (both stacks of a
+    sampled transition)."""
     slots = first_e.shape[0]
     j = p
     for k in range(history - 1, -1, -1):
@@ -55,15 +46,45 @@ def window_kernel(first_e: np.ndarray, p: int, history: int, out_slots: np.ndarr
 
 
 @numba.njit(nogil=True, cache=True)
-def _is_valid(
-    first_e: np.ndarray, has_next_e: np.ndarray, cursor: int, p: int, history: int
+def steps_kernel(
+    has_next_e: np.ndarray, terminated_e: np.ndarray, truncated_e: np.ndarray, p: int, n: int
+) -> int:
+    """m, the steps of slot `p`'s n-step transition (1 <= m <= n), or 0 while one of them is
+    not recorded.
+
+    Walks k = 0..n-1 along the episode: the step from slot p+k must be recorded
+    (`has_next`), and the walk stops after the first step that terminated or truncated it.
+    `has_next` also vouches for the frames: a slot's flag is cleared when it is overwritten,
+    and the ring overwrites p before p+1, so a set flag means its next frame is intact."""
+    slots = has_next_e.shape[0]
+    j = p
+    for k in range(n):
+        if not has_next_e[j]:
+            return 0
+        if terminated_e[j] or truncated_e[j]:
+            return k + 1
+        j = j + 1 if j + 1 < slots else 0
+    return n
+
+
+@numba.njit(nogil=True, cache=True)
+def is_valid(
+    first_e: np.ndarray,
+    has_next_e: np.ndarray,
+    terminated_e: np.ndarray,
+    truncated_e: np.ndarray,
+    cursor: int,
+    p: int,
+    history: int,
+    n_step: int,
 ) -> bool:
     """Whether slot `p` of one env's ring holds a sampleable transition (the invalid range).
 
-    `has_next` covers the action, the next frame and overwrites of `p` itself; walking back
-    through the episode's previous `history - 1` frames must not reach the newest slot
-    (`cursor - 1`), which would mean the ring has wrapped over them."""
-    if not has_next_e[p]:
+    Its steps are all recorded (`steps_kernel`), and walking back through the episode's
+    previous `history - 1` frames does not reach the newest slot (`cursor - 1`), which would
+    mean the ring has wrapped over them. The stack after the steps lies within those frames
+    and the steps' own, so it is intact too."""
+    if steps_kernel(has_next_e, terminated_e, truncated_e, p, n_step) == 0:
         return False
     slots = first_e.shape[0]
     newest = cursor - 1 if cursor > 0 else slots - 1
@@ -78,6 +99,34 @@ def _is_valid(
 
 
 @numba.njit(nogil=True, cache=True)
+def refresh_kernel(
+    first, has_next, terminated, truncated, cursors, valid, n_valid, nodes, e, c, history, n_step
+):
+    """Recompute validity around slot `c` of env `e`, just written, and keep the counts and
+    the tree (`nodes`; none for a uniform ring) in step: a slot entering the valid set gets
+    the largest priority so far (Algorithm 1), one leaving it priority 0.
+
+    Why `c - n_step .. c + history - 1` is every slot whose validity can change: the write
+    sets `has_next[c - 1]` (an `add`), clears `has_next[c]`, sets `first[c]` and moves the
+    newest slot from c - 1 to c. A slot's steps read `has_next` and the end flags of p ..
+    p + n - 1, which hold c - 1 or c only for p in c - n .. c; its backward walk reads
+    `first` and meets the newest slot at p - history + 1 .. p, which hold c - 1 or c only for
+    p in c .. c + history - 1. The ring has at least n_step + history slots per env, so the
+    band never covers a slot twice."""
+    slots = first.shape[1]
+    for d in range(-n_step, history):
+        q = (c + d + slots) % slots
+        v = is_valid(
+            first[e], has_next[e], terminated[e], truncated[e], cursors[e], q, history, n_step
+        )
+        if v != valid[e, q]:
+            valid[e, q] = v
+            n_valid[e] += 1 if v else -1
+            if nodes.shape[0]:
+                sumtree.set_leaf_kernel(nodes, e * slots + q, nodes[sumtree.MAX] if v else 0.0)
+
+
+@numba.njit(nogil=True, cache=True)
 def _write_frame(frames, first, has_next, cursors, written, n_has_next, e, frame, is_first):
     """Write one frame at env `e`'s cursor, retiring the transition stored there."""
     c = cursors[e]
@@ -85,17 +134,50 @@ def _write_frame(frames, first, has_next, cursors, written, n_has_next, e, frame
         n_has_next[e] -= 1
     has_next[e, c] = 0
     first[e, c] = is_first
-    _copy_frame(frames[e, c], frame)
+    copy_frame(frames[e, c], frame)
     cursors[e] = c + 1 if c + 1 < first.shape[1] else 0
     written[e] += 1
 
 
 @numba.njit(nogil=True, cache=True)
-def start_kernel(frames, first, has_next, cursors, written, n_has_next, active, env_ids, new):
+def start_kernel(
+    frames,
+    first,
+    has_next,
+    terminated,
+    truncated,
+    cursors,
+    written,
+    n_has_next,
+    active,
+    valid,
+    n_valid,
+    nodes,
+    history,
+    n_step,
+    env_ids,
+    new,
+):
+    """Write the first frame `new[i]` of a new episode for each env `env_ids[i]`."""
     for i in range(env_ids.shape[0]):
         e = env_ids[i]
+        c = cursors[e]
         _write_frame(frames, first, has_next, cursors, written, n_has_next, e, new[i], 1)
         active[e] = 1
+        refresh_kernel(
+            first,
+            has_next,
+            terminated,
+            truncated,
+            cursors,
+            valid,
+            n_valid,
+            nodes,
+            e,
+            c,
+            history,
+            n_step,
+        )
 
 
 @numba.njit(nogil=True, cache=True)
@@ -111,15 +193,23 @@ def add_kernel(
     written,
     n_has_next,
     active,
+    valid,
+    n_valid,
+    nodes,
+    history,
+    n_step,
     actions,
     rewards,
     term,
     trunc,
     next_frames,
 ):
+    """Record one step of every env: its action, reward and flags at its newest slot, and
+    the frame after it at its cursor."""
     slots = first.shape[1]
     for e in range(first.shape[0]):
-        p = cursors[e] - 1 if cursors[e] > 0 else slots - 1
+        c = cursors[e]
+        p = c - 1 if c > 0 else slots - 1
         action[e, p] = actions[e]
         reward[e, p] = rewards[e]
         terminated[e, p] = term[e]
@@ -129,173 +219,36 @@ def add_kernel(
         _write_frame(frames, first, has_next, cursors, written, n_has_next, e, next_frames[e], 0)
         if term[e] or trunc[e]:
             active[e] = 0
-
-
-@numba.njit(nogil=True, cache=True)
-def count_valid_kernel(first, has_next, cursors, n_has_next, history) -> int:
-    """Valid transitions: those with `has_next`, less the invalid band after each cursor."""
-    slots = first.shape[1]
-    total = 0
-    for e in range(first.shape[0]):
-        total += n_has_next[e]
-        for d in range(history - 1):
-            p = (cursors[e] + d) % slots
-            if has_next[e, p] and not _is_valid(first[e], has_next[e], cursors[e], p, history):
-                total -= 1
-    return total
-
-
-@numba.njit(nogil=True, cache=True)
-def valid_indices_kernel(first, has_next, cursors, written, history):
-    """Every valid (env, slot), by brute force over the filled slots (tests, diagnostics)."""
-    n_envs, slots = first.shape
-    env_ids = np.empty(n_envs * slots, np.int64)
-    slot_ids = np.empty(n_envs * slots, np.int64)
-    n = 0
-    for e in range(n_envs):
-        for p in range(min(written[e], slots)):
-            if _is_valid(first[e], has_next[e], cursors[e], p, history):
-                env_ids[n] = e
-                slot_ids[n] = p
-                n += 1
-    return env_ids[:n], slot_ids[:n]
-
-
-@numba.njit(nogil=True, cache=True)
-def _gather_one(
-    frames,
-    first,
-    action,
-    reward,
-    terminated,
-    e,
-    p,
-    history,
-    b,
-    win,
-    out_frames,
-    out_action,
-    out_reward,
-    out_discount,
-    out_weight,
-    out_index,
-):
-    """Copy transition (e, p) into row `b` of the batch: h + 1 frames, one row copy each;
-    its weight is 1 (uniform sampling) and its index `e * slots + p`."""
-    window_kernel(first[e], p, history, win)
-    for k in range(history):
-        _copy_frame(out_frames[b, k], frames[e, win[k]])
-    nxt = p + 1 if p + 1 < first.shape[1] else 0
-    _copy_frame(out_frames[b, history], frames[e, nxt])
-    out_action[b] = action[e, p]
-    out_reward[b] = reward[e, p]
-    # Terminal transitions do not bootstrap; truncated ones do, from their true last frame.
-    out_discount[b] = 0.0 if terminated[e, p] else 1.0
-    out_weight[b] = 1.0
-    out_index[b] = e * first.shape[1] + p
-
-
-@numba.njit(nogil=True, cache=True)
-def gather_kernel(
-    frames,
-    first,
-    action,
-    reward,
-    terminated,
-    env_ids,
-    slot_ids,
-    history,
-    out_frames,
-    out_action,
-    out_reward,
-    out_discount,
-    out_weight,
-    out_index,
-):
-    """Gather given (env, slot) transitions: the sampler's path without the random draw."""
-    win = np.empty(history, np.int64)
-    for b in range(env_ids.shape[0]):
-        _gather_one(
-            frames,
+        refresh_kernel(
             first,
-            action,
-            reward,
+            has_next,
             terminated,
-            env_ids[b],
-            slot_ids[b],
-            history,
-            b,
-            win,
-            out_frames,
-            out_action,
-            out_reward,
-            out_discount,
-            out_weight,
-            out_index,
-        )
-
-
-@numba.njit(nogil=True, cache=True)
-def sample_kernel(
-    frames,
-    first,
-    has_next,
-    action,
-    reward,
-    terminated,
-    cursors,
-    written,
-    n_has_next,
-    rng,
-    history,
-    out_frames,
-    out_action,
-    out_reward,
-    out_discount,
-    out_weight,
-    out_index,
-) -> int:
-    """Draw `B` valid transitions uniformly (with replacement) and gather them; returns the
-    number of valid transitions, and samples nothing when it is below `B`.
-
-    A filled slot is drawn uniformly over all envs (env weighted by its filled count), then
-    rejected if invalid (the invalid range: a small fraction)."""
-    valid = count_valid_kernel(first, has_next, cursors, n_has_next, history)
-    if valid < out_frames.shape[0]:
-        return valid
-    n_envs, slots = first.shape
-    total = 0
-    for e in range(n_envs):
-        total += min(written[e], slots)
-    win = np.empty(history, np.int64)
-    for b in range(out_frames.shape[0]):
-        while True:
-            u = _below(rng, total)
-            e = 0
-            while u >= min(written[e], slots):
-                u -= min(written[e], slots)
-                e += 1
-            if _is_valid(first[e], has_next[e], cursors[e], u, history):
-                break
-        _gather_one(
-            frames,
-            first,
-            action,
-            reward,
-            terminated,
+            truncated,
+            cursors,
+            valid,
+            n_valid,
+            nodes,
             e,
-            u,
+            c,
             history,
-            b,
-            win,
-            out_frames,
-            out_action,
-            out_reward,
-            out_discount,
-            out_weight,
-            out_index,
+            n_step,
         )
-    return valid
+
+
+@numba.njit(nogil=True, cache=True)
+def validity_kernel(first, has_next, terminated, truncated, cursors, written, history, n_step, out):
+    """out[e, p] := whether slot p of env e is valid, by brute force over the filled slots
+    (0 elsewhere): for loading a ring, for tests and diagnostics.
+
+    The per-slot arrays may be cut to the filled slots, `[:, :filled]`, as a saved state
+    holds them: before a ring is full no walk wraps (slot 0 is a first frame, and a step is
+    recorded only once its next frame is written)."""
+    slots = first.shape[1]
+    for e in range(first.shape[0]):
+        for p in range(slots):
+            out[e, p] = p < written[e] and is_valid(
+                first[e], has_next[e], terminated[e], truncated[e], cursors[e], p, history, n_step
+            )
 
 
 @numba.njit(nogil=True, cache=True)
@@ -307,4 +260,4 @@ def stacks_kernel(frames, first, cursors, history, out):
         newest = cursors[e] - 1 if cursors[e] > 0 else slots - 1
         window_kernel(first[e], newest, history, win)
         for k in range(history):
-            _copy_frame(out[e, k], frames[e, win[k]])
+            copy_frame(out[e, k], frames[e, win[k]])

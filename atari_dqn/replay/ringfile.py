@@ -1,22 +1,27 @@
 """The replay file: a frame ring's whole state on disk, checksummed, written atomically.
 
 Format (`.ring`, version 2): the raw arrays of `FrameRing.state_views` (filled slots only,
-so a ring saved early is small), then a JSON header (the ring's spec, the filled slot
-count, and each array's name, dtype, shape and CRC-32s: one per env for the frames, one
-for each other array), then a fixed trailer: the header's length, the header's own CRC-32
-and a magic tag. Each env's frames are stored oldest first: row r of env e is its slot
-`(cursor[e] + r) % filled_slots`, the order in which the ring overwrites them.
+so a ring saved early is small; a prioritized ring's whole sum tree last), then a JSON
+header (the ring's spec, its settings, the filled slot count, and each array's name, dtype,
+shape and CRC-32s: one per env for the frames, one for each other array), then a fixed
+trailer: the header's length, the header's own CRC-32 and a magic tag. Each env's frames
+are stored oldest first: row r of env e is its slot `(cursor[e] + r) % filled_slots`, the
+order in which the ring overwrites them. A header without `n_step`, `prioritized` or a
+setting (a file written before the ring had them) means a uniform one-step ring with
+discount 1, which is what such a file holds.
 
 That order is what lets a save run while training goes on (`RingSave`): the ring's
-metadata is copied at once (12 bytes a slot) and its frames are written in place, each
-env's oldest first and all envs side by side, while a write to a frame not yet saved waits
-for it (`FrameRing.begin_save`). The writer outruns the trainer by far, so it rarely waits.
+metadata is copied at once (12 bytes a slot, and a prioritized ring's tree, whose
+priorities change meanwhile) and its frames are written in place, each env's oldest first
+and all envs side by side, while a write to a frame not yet saved waits for it
+(`FrameRing.begin_save`). The writer outruns the trainer by far, so it rarely waits.
 
 Nothing in the file is trusted before it is checked: the trailer, the header's checksum,
 the version, every field's type and range, the arrays against the ring the header
 describes and against the file's size, each checksum, and last the arrays against each
-other (cursors, counts, flags). Arrays are streamed in chunks both ways, so saving or
-loading a 7 GB ring needs no second copy in memory.
+other (cursors, counts, flags, priorities positive exactly at the valid transitions).
+Arrays are streamed in chunks both ways, so saving or loading a 7 GB ring needs no second
+copy in memory.
 """
 
 from __future__ import annotations
@@ -34,13 +39,15 @@ import numpy as np
 
 from atari_dqn.durable import atomic_write
 from atari_dqn.errors import ReplayError
-from atari_dqn.replay.ring import FrameRing
+from atari_dqn.replay.ring import SETTINGS, FrameRing
 
 FORMAT_VERSION = 2
 _MAGIC = b"ATARIDQN-RING\x00\x02\x00"
 _TRAILER = struct.Struct("<QI16s")  # header length, header CRC-32, magic
 _CHUNK_BYTES = 64 << 20
 _FLAGS = ("first", "has_next", "terminated", "truncated", "active")  # each 0 or 1
+# What a header without these keys (written before the ring had them) means.
+_ONE_STEP_UNIFORM = {"n_step": 1, "prioritized": False, "discount": 1.0}
 
 
 class _Corrupt(Exception):
@@ -140,14 +147,19 @@ def save_ring(ring: FrameRing, path: str | os.PathLike) -> None:
     RingSave(ring).write(path)
 
 
-def load_ring(path: str | os.PathLike) -> FrameRing:
-    """A ring restored from `save_ring`: same contents, cursors and sampler state.
+def load_ring(path: str | os.PathLike, **settings: float) -> FrameRing:
+    """A ring restored from `save_ring`: same contents, cursors, priorities and sampler
+    state, and the settings it was saved with, bar those given (`discount`,
+    `priority_exponent`, `priority_epsilon`: a resumed run may change them).
 
     Anything wrong with the file is a ReplayError that names it and the first problem."""
     path = Path(path)
+    unknown = set(settings) - set(SETTINGS)
+    if unknown:
+        raise TypeError(f"load_ring: unknown settings {sorted(unknown)}; known: {SETTINGS}")
     try:
         with open(path, "rb") as f:
-            return _read(f, f.seek(0, os.SEEK_END))
+            return _read(f, f.seek(0, os.SEEK_END), settings)
     except _Corrupt as exc:
         raise ReplayError(
             f"replay file '{path}' is unreadable ({exc}); it is truncated or corrupt: "
@@ -157,7 +169,7 @@ def load_ring(path: str | os.PathLike) -> FrameRing:
         raise ReplayError(f"cannot read replay file '{path}': {exc}") from exc
 
 
-def _read(f: BinaryIO, size: int) -> FrameRing:
+def _read(f: BinaryIO, size: int, settings: dict[str, float]) -> FrameRing:
     if size < _TRAILER.size:
         raise _Corrupt(f"{size} bytes is too short")
     f.seek(size - _TRAILER.size)
@@ -168,13 +180,17 @@ def _read(f: BinaryIO, size: int) -> FrameRing:
     blob = f.read(header_len)
     if zlib.crc32(blob) != header_crc:
         raise _Corrupt("its header fails its CRC-32 check")
-    header = _parse_header(blob)
+    header = {**_ONE_STEP_UNIFORM, **_parse_header(blob)}
+    saved = {name: header[name] for name in SETTINGS if name in header}
     try:
         ring = FrameRing(
             header["capacity"],
             header["num_envs"],
             history_length=header["history_length"],
             frame_shape=tuple(header["frame_shape"]),
+            n_step=header["n_step"],
+            prioritized=header["prioritized"],
+            **{**saved, **settings},
         )
     except ReplayError as exc:
         raise _Corrupt(f"its header describes no valid ring: {exc}") from None
@@ -200,6 +216,10 @@ def _read(f: BinaryIO, size: int) -> FrameRing:
         if crc != spec["crc32"][0]:
             raise _Corrupt(f"array '{name}' fails its CRC-32 check")
     _check_consistent(ring, filled, dests)
+    try:
+        ring.rebuild_validity()
+    except ReplayError as exc:
+        raise _Corrupt(str(exc)) from None
     f.seek(0)
     frames = dests["frames"]
     for e in range(ring.num_envs):
@@ -239,6 +259,11 @@ def _parse_header(blob: bytes) -> dict[str, Any]:
     for key in ("capacity", "num_envs", "history_length", "filled_slots"):
         if not _integer(header.get(key)):
             raise _Corrupt(f"header field '{key}' is {header.get(key)!r}, not an integer")
+    optional = {"n_step": _integer, "prioritized": lambda v: isinstance(v, bool)}
+    optional |= dict.fromkeys(SETTINGS, lambda v: _integer(v) or isinstance(v, float))
+    for key, fits in optional.items():
+        if key in header and not fits(header[key]):
+            raise _Corrupt(f"header field '{key}' is {header[key]!r}, of the wrong type")
     shape = header.get("frame_shape")
     if not (isinstance(shape, list) and len(shape) == 2 and all(_integer(x) for x in shape)):
         raise _Corrupt(f"header field 'frame_shape' is {shape!r}, not two integers")

@@ -32,6 +32,7 @@ import numba
 import numpy as np
 
 from atari_dqn.errors import ReplayError
+from atari_dqn.replay.rng import uniform
 
 MAX = 0  # nodes[MAX]: the running maximum priority
 ROOT = 1  # nodes[ROOT]: the total priority
@@ -39,30 +40,15 @@ FIRST_MAX_PRIORITY = 1.0  # Algorithm 1: p_1 = 1
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _next_u64(rng: np.ndarray) -> np.uint64:
-    """splitmix64 (Steele et al. 2014): one uint64 of state in `rng[0]`, saved with the tree
-    so a restored run draws the same points. uint64 arithmetic wraps in numba."""
-    z = rng[0] + np.uint64(0x9E3779B97F4A7C15)
-    rng[0] = z
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-@numba.njit(nogil=True, cache=True, inline="always")
-def _uniform(rng: np.ndarray) -> float:
-    """Uniform float in [0, 1): the top 53 bits of one draw, scaled by 2**-53."""
-    return float(_next_u64(rng) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-
-
-@numba.njit(nogil=True, cache=True, inline="always")
-def _set_leaf(nodes: np.ndarray, node: int, priority: float) -> None:
-    """Write heap node `node` (a leaf) and recompute its ancestors from their children.
+def set_leaf_kernel(nodes: np.ndarray, leaf: int, priority: float) -> None:
+    """Leaf `leaf` (a flat slot index in [0, size)) := `priority`, its ancestors recomputed
+    from their children; raises the running maximum to `priority`.
 
     The climb stops at the first ancestor whose sum comes out unchanged: the tree was
     consistent before this write, so every node above it already sums the same children."""
     if priority > nodes[MAX]:
         nodes[MAX] = priority
+    node = (nodes.shape[0] >> 1) + leaf
     if nodes[node] == priority:
         return
     nodes[node] = priority
@@ -80,18 +66,16 @@ def set_kernel(nodes: np.ndarray, indices: np.ndarray, priorities: np.ndarray) -
     """Leaf `indices[k]` (int64[k], each in [0, size)) := `priorities[k]` (float64[k], finite,
     >= 0), in order, so of an index given twice the LAST write wins; raises the running
     maximum to the largest priority written."""
-    leaves = nodes.shape[0] >> 1
     for k in range(indices.shape[0]):
-        _set_leaf(nodes, leaves + indices[k], priorities[k])
+        set_leaf_kernel(nodes, indices[k], priorities[k])
 
 
 @numba.njit(nogil=True, cache=True)
 def fill_kernel(nodes: np.ndarray, indices: np.ndarray, priority: float) -> None:
     """Leaves `indices` (int64[k]) := one `priority`, without a float64[k] array of it: 0.0
     takes slots out of sampling, `nodes[MAX]` enters new transitions at the maximum."""
-    leaves = nodes.shape[0] >> 1
     for k in range(indices.shape[0]):
-        _set_leaf(nodes, leaves + indices[k], priority)
+        set_leaf_kernel(nodes, indices[k], priority)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -120,7 +104,7 @@ def sample_kernel(
     leaves = nodes.shape[0] >> 1
     segment = total / batch_size
     for b in range(batch_size):
-        u = (b + _uniform(rng)) * segment
+        u = (b + uniform(rng)) * segment
         node = ROOT
         # Two float edge cases carry a point to or past the end of the mass under a node: the
         # last segment's point can round to exactly the total (or above it, when
@@ -143,13 +127,42 @@ def sample_kernel(
     return total
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def priority_kernel(td_abs: float, alpha: float, eps: float) -> float:
+    """One leaf value `(|delta| + eps) ** alpha` (see `priorities`)."""
+    return (abs(td_abs) + eps) ** alpha
+
+
+@numba.njit(nogil=True, cache=True)
+def _priorities_kernel(td_abs: np.ndarray, alpha: float, eps: float, out: np.ndarray) -> None:
+    for k in range(td_abs.shape[0]):
+        out[k] = priority_kernel(td_abs[k], alpha, eps)
+
+
 def priorities(td_abs: np.ndarray, alpha: float, eps: float) -> np.ndarray:
     """float64[B] leaf values `(|delta| + eps) ** alpha` from TD errors `td_abs` (float[B]).
 
     The paper's proportional variant, `p_i = |delta_i| + eps` raised to `alpha` (its
     Equation 1): `eps > 0` keeps a transition whose error reached 0 drawable; `alpha = 0`
-    gives uniform sampling."""
-    return (np.abs(np.asarray(td_abs, np.float64)) + eps) ** alpha
+    gives uniform sampling. The ring's own updates compute each value by the same
+    `priority_kernel`."""
+    td = np.ascontiguousarray(td_abs, np.float64).reshape(-1)
+    out = np.empty_like(td)
+    _priorities_kernel(td, alpha, eps, out)
+    return out.reshape(np.shape(td_abs))
+
+
+@numba.njit(nogil=True, cache=True)
+def importance_weights_kernel(
+    probabilities: np.ndarray, n_valid: int, beta: float, out: np.ndarray
+) -> None:
+    """out[b] := (N * P(b)) ** -beta over the largest of the batch (float64 maths, `out`
+    float32[B]): `importance_weights` without its checks, for the ring's sampler."""
+    top = 0.0
+    for b in range(probabilities.shape[0]):
+        top = max(top, (n_valid * probabilities[b]) ** -beta)
+    for b in range(probabilities.shape[0]):
+        out[b] = (n_valid * probabilities[b]) ** -beta / top
 
 
 def importance_weights(probabilities: np.ndarray, n_valid: int, beta: float) -> np.ndarray:
@@ -173,8 +186,17 @@ def importance_weights(probabilities: np.ndarray, n_valid: int, beta: float) -> 
             f"importance_weights: need n_valid >= 1 and 0 <= beta <= 1, got n_valid={n_valid}, "
             f"beta={beta} (the paper anneals beta from beta_0 up to 1)"
         )
-    weights = (n_valid * probabilities) ** -beta
-    return (weights / weights.max()).astype(np.float32)
+    out = np.empty(probabilities.size, np.float32)
+    importance_weights_kernel(np.ascontiguousarray(probabilities), int(n_valid), float(beta), out)
+    return out
+
+
+def empty_nodes(size: int) -> np.ndarray:
+    """float64[2L] nodes of a `size`-leaf tree (the layout above) with every priority 0 and
+    the running maximum at Algorithm 1's first value, 1."""
+    nodes = np.zeros(2 << (size - 1).bit_length(), np.float64)
+    nodes[MAX] = FIRST_MAX_PRIORITY
+    return nodes
 
 
 class SumTree:
@@ -188,9 +210,8 @@ class SumTree:
         if not isinstance(size, (int, np.integer)) or size <= 0:
             raise ReplayError(f"sum tree size must be a positive integer, got {size!r}")
         self.size = int(size)
-        self.leaves = 1 << (self.size - 1).bit_length()
-        self.nodes = np.zeros(2 * self.leaves, np.float64)
-        self.nodes[MAX] = FIRST_MAX_PRIORITY
+        self.nodes = empty_nodes(self.size)
+        self.leaves = self.nodes.shape[0] >> 1
         self.rng = np.array([seed], np.uint64)
 
     @property
