@@ -1,16 +1,25 @@
-"""Replay benchmark: the frame ring beside Stable-Baselines3's ReplayBuffer, in one run.
+"""Replay benchmark: the frame ring beside Stable-Baselines3's ReplayBuffer and, prioritized,
+beside cpprb's PrioritizedReplayBuffer and a numpy sum tree of Dopamine's design, in one run
+(the buffers: `atari_dqn.bench.replay_buffers`).
 
 Figures (batch 32, 84x84 frames, history 4):
 - bytes per stored transition, from array sizes and from RSS growth while filling (each
-  buffer in its own fresh process, so one buffer's pages do not hide another's);
+  buffer in its own fresh process, so one buffer's pages do not hide another's); ours
+  prioritized counts frames, metadata, validity flags and the sum tree;
 - batches sampled per second, single thread, ours (sample + as_tensors) and SB3 with
   `optimize_memory_usage` True and False, interleaved round by round, and ours as a fraction
   of a plain memcpy of the same bytes;
 - the numba gather against a numpy fancy-index gather of the same windows;
 - two fake learners, with and without the Prefetcher thread sampling the next batch: a
   NatureCNN conv forward on one torch thread (CPU-bound), and a 0.5 ms wait standing in
-  for a GPU update (the main thread idles while the GPU works).
-Targets: <= 7,100 bytes per transition; >= 3x SB3-optimised batches/s.
+  for a GPU update (the main thread idles while the GPU works);
+- prioritized (alpha 0.6, beta 0.4): batches/s of a draw plus its priority update, ours
+  (sample + as_tensors + update_priorities) beside cpprb (sample + update_priorities) and
+  the numpy tree (its draw and update, our numba gather copying the same windows).
+Targets: <= 7,100 bytes per transition (uniform), <= 7,200 (prioritized); >= 3x
+SB3-optimised batches/s; >= 3x cpprb's prioritized batches/s. Still differs: SB3 and cpprb
+return obs and next_obs as two 4-frame stacks (8 frames a transition), ours one 5-frame
+window.
 """
 
 from __future__ import annotations
@@ -27,18 +36,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from atari_dqn.bench import replay_buffers as buffers
+from atari_dqn.bench.replay_buffers import BATCH, BETA, FRAME, HISTORY, NumpySumTree
 from atari_dqn.bench.results import RESULTS_DIR, Headline, write_results
 from atari_dqn.replay import inspection, kernels
 from atari_dqn.replay.feed import Prefetcher, as_tensors
+from atari_dqn.replay.gather import gather_kernel
 from atari_dqn.replay.ring import FrameRing
 
-BATCH = 32
-HISTORY = 4
-FRAME = (84, 84)
-MEAN_EPISODE_STEPS = 500  # geometric episode lengths; each episode costs the ring one slot
-POOL_FRAMES = 1024  # random frames reused cyclically: filling is not the thing measured
 GPU_STEP_S = 0.5e-3  # the GPU-like learner's wait per update (a fast GPU's DQN step)
 TARGET_BYTES = 7_100
+TARGET_PRIORITIZED_BYTES = 7_200
 TARGET_SPEEDUP = 3.0
 # SB3's optimised buffer stores one 4-frame stack per transition (4 x 84 x 84 bytes).
 TARGET_MEMORY_RATIO = HISTORY * FRAME[0] * FRAME[1] / TARGET_BYTES
@@ -49,6 +57,16 @@ HEADLINES = (
         "replay: bytes per transition, SB3 optimised / ours",
         TARGET_MEMORY_RATIO,
     ),
+    Headline(
+        "prioritized_speedup_vs_cpprb",
+        "replay: prioritized batches/s (draw + update), ours / cpprb",
+        TARGET_SPEEDUP,
+    ),
+    Headline(
+        "prioritized_bytes_headroom",
+        "replay: 7,200 B / ours prioritized bytes per transition",
+        1.0,
+    ),
 )
 
 
@@ -57,87 +75,24 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-class _Stream:
-    """Random frames (a pool reused cyclically: filling is not what is measured), episode
-    ends and actions for `steps` agent steps, made before any buffer is measured."""
-
-    def __init__(self, steps: int) -> None:
-        rng = np.random.default_rng(0)
-        self.pool = rng.integers(0, 256, (POOL_FRAMES, *FRAME), np.uint8)
-        self.ends = rng.random(steps) < 1.0 / MEAN_EPISODE_STEPS
-        self.actions = rng.integers(0, 4, steps)
-        self.zero = np.zeros(1)
-
-
-def _build(kind: str, capacity: int) -> Any:
-    """An empty buffer: our ring, or SB3's ReplayBuffer over stacked (4, 84, 84) obs."""
-    if kind == "ours":
-        return FrameRing(capacity, 1, history_length=HISTORY, frame_shape=FRAME)
-    from gymnasium import spaces
-    from stable_baselines3.common.buffers import ReplayBuffer
-
-    optimize = kind == "sb3_optimized"
-    return ReplayBuffer(
-        capacity,
-        spaces.Box(0, 255, (HISTORY, *FRAME), np.uint8),
-        spaces.Discrete(4),
-        device="cpu",
-        optimize_memory_usage=optimize,
-        handle_timeout_termination=not optimize,  # SB3 forbids both together
-    )
-
-
-def _fill(kind: str, buffer: Any, stream: _Stream) -> None:
-    """Add every step of `stream` (our ring also gets a first frame per episode)."""
-    pool, zero = stream.pool, stream.zero
-    if kind == "ours":
-        buffer.start_episodes(np.array([0]), pool[:1])
-    for i, end in enumerate(stream.ends):
-        j = i % (POOL_FRAMES - HISTORY)
-        action = stream.actions[i : i + 1]
-        if kind == "ours":
-            buffer.add(action, zero, stream.ends[i : i + 1], zero, pool[j + HISTORY][None])
-            if end:
-                buffer.start_episodes(np.array([0]), pool[j + 1][None])
-        else:
-            obs, next_obs = pool[j : j + HISTORY][None], pool[j + 1 : j + 1 + HISTORY][None]
-            buffer.add(obs, next_obs, action[None], zero, stream.ends[i : i + 1], [{}])
-
-
-def _filled(kind: str, capacity: int) -> Any:
-    buffer = _build(kind, capacity)
-    _fill(kind, buffer, _Stream(capacity + capacity // 10))  # wrap the ring past full
-    return buffer
-
-
-def _array_bytes(kind: str, buffer: Any) -> int:
-    if kind == "ours":
-        return sum(a.nbytes for a in buffer.state_views(buffer.slots).values())
-    names = ["observations", "actions", "rewards", "dones", "timeouts", "next_observations"]
-    return sum(getattr(buffer, n).nbytes for n in names if hasattr(buffer, n))
-
-
 def _memory_probe(kind: str, capacity: int) -> dict[str, Any]:
     """Run in a fresh process: build, fill, and report bytes per stored transition.
 
     The stream is made, and a tiny buffer of the same kind filled (loading numba's kernels
     or SB3's modules), BEFORE the first RSS reading, so only the buffer's growth counts."""
-    stream = _Stream(capacity + capacity // 10)
-    _fill(kind, _build(kind, 2 * (HISTORY + 1)), _Stream(20))
+    stream = buffers.Stream(capacity + capacity // 10)
+    buffers.fill(kind, buffers.build(kind, 2 * (HISTORY + 1)), buffers.Stream(20))
     before = _rss_bytes()
-    buffer = _build(kind, capacity)
-    _fill(kind, buffer, stream)
+    buffer = buffers.build(kind, capacity)
+    buffers.fill(kind, buffer, stream)
     grown = _rss_bytes() - before
-    # SB3's optimised buffer cannot sample the slot at `pos`; ours counts its valid ones.
-    if kind == "ours":
-        stored = len(buffer)
-    else:
-        stored = capacity - 1 if kind == "sb3_optimized" else capacity
+    stored = buffers.stored(kind, buffer, capacity)
+    arrays = buffers.array_bytes(kind, buffer)
     return {
         "buffer": kind,
         "capacity": capacity,
         "stored_transitions": stored,
-        "array_bytes_per_transition": _array_bytes(kind, buffer) / capacity,
+        "array_bytes_per_transition": None if arrays is None else arrays / capacity,
         "rss_bytes_per_transition": grown / stored,
     }
 
@@ -145,7 +100,7 @@ def _memory_probe(kind: str, capacity: int) -> dict[str, Any]:
 def _memory_rows(capacity: int) -> list[dict[str, Any]]:
     rows = []
     context = multiprocessing.get_context("spawn")
-    for kind in ("ours", "sb3_optimized", "sb3_plain"):
+    for kind in buffers.KINDS:
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
             rows.append(pool.submit(_memory_probe, kind, capacity).result())
     return rows
@@ -185,6 +140,75 @@ def _window_indices(ring: FrameRing, n_batches: int) -> tuple[np.ndarray, np.nda
     return slots[pick], windows
 
 
+def _scratch() -> list[np.ndarray]:
+    """Room for a batch's action, reward, discount and index (what the gather writes)."""
+    return [np.empty(BATCH, d) for d in (np.int64, np.float32, np.float32, np.int64)]
+
+
+def _gather(state: dict, env_ids: np.ndarray, slots: np.ndarray, out: np.ndarray, scratch) -> None:
+    """One-step windows of (env, slot) pairs of a ring's `state_views` into `out`
+    (uint8[B, 5, H*W]) and `scratch` (`_scratch`), by the sampler's own gather."""
+    gather_kernel(
+        state["frames"],
+        state["first"],
+        state["action"],
+        state["reward"],
+        state["terminated"],
+        state["truncated"],
+        env_ids,
+        slots,
+        HISTORY,
+        1,
+        1.0,
+        out,
+        *scratch,
+    )
+
+
+def _prioritized_rates(capacity: int, seconds: float, rounds: int) -> tuple[dict, dict]:
+    """Batches/s of a prioritized draw plus its priority update (|TD| from a fixed table),
+    ours beside cpprb and the numpy tree; and each one's tree bytes per transition."""
+    ring = buffers.filled("ours_prioritized", capacity)
+    cpprb = buffers.filled("cpprb", capacity)
+    tree = NumpySumTree(ring.priorities().reshape(-1))  # the ring's: 1 at every valid slot
+    state = ring.state_views(ring.slots)
+    td = np.random.default_rng(4).exponential(1.0, (64, BATCH))
+    out = np.empty((BATCH, HISTORY + 1, FRAME[0] * FRAME[1]), np.uint8)
+    scratch, zeros, step = _scratch(), np.zeros(BATCH, np.int64), itertools.count()
+
+    def ours() -> None:
+        batch = ring.sample(BATCH, BETA)
+        as_tensors(batch)
+        ring.update_priorities(batch.index, td[next(step) % 64])
+
+    def theirs() -> None:
+        drawn = cpprb.sample(BATCH, beta=BETA)
+        cpprb.update_priorities(drawn["indexes"], td[next(step) % 64])
+
+    def numpy_tree() -> None:
+        index, _ = tree.sample(BATCH, len(ring), BETA)
+        _gather(state, zeros, index, out, scratch)
+        tree.update(index, td[next(step) % 64])
+
+    rates = _best_rates(
+        {
+            "ours prioritized: sample + as_tensors + update_priorities": ours,
+            "cpprb PrioritizedReplayBuffer: sample + update_priorities": theirs,
+            "numpy sum tree (Dopamine's design) + numba gather: sample + update": numpy_tree,
+        },
+        seconds,
+        rounds,
+    )
+    ours_rate, cpprb_rate, numpy_rate = rates.values()
+    summary = {
+        "prioritized_speedup_vs_cpprb": ours_rate / cpprb_rate,
+        "prioritized_speedup_vs_numpy_sumtree": ours_rate / numpy_rate,
+        "tree_bytes_per_transition_ours": state["priority_tree"].nbytes / capacity,
+        "tree_bytes_per_transition_numpy_sumtree": tree.nodes.nbytes / capacity,
+    }
+    return rates, summary
+
+
 class _FakeLearner:
     """A fixed learner workload: NatureCNN's three convolutions, forward only, one thread."""
 
@@ -217,39 +241,21 @@ def _throughput(capacity: int, seconds: float, rounds: int) -> tuple[list[dict],
 
 
 def _measure_throughput(capacity: int, seconds: float, rounds: int) -> tuple[list[dict], dict]:
-    ring = _filled("ours", capacity)
-    sb3_opt = _filled("sb3_optimized", capacity)
-    sb3_plain = _filled("sb3_plain", capacity)
+    ring = buffers.filled("ours", capacity)
+    sb3_opt = buffers.filled("sb3_optimized", capacity)
+    sb3_plain = buffers.filled("sb3_plain", capacity)
     state = ring.state_views(ring.slots)
     frames = state["frames"][0]
     out = np.empty((BATCH, HISTORY + 1, frames.shape[1]), np.uint8)
     n = 256
     slots, windows = _window_indices(ring, n)
     zeros = np.zeros(BATCH, np.int64)
-    scratch = (
-        np.empty(BATCH, np.int64),  # action
-        np.empty(BATCH, np.float32),  # reward
-        np.empty(BATCH, np.float32),  # discount
-        np.empty(BATCH, np.float32),  # weight
-        np.empty(BATCH, np.int64),  # index
-    )
+    scratch = _scratch()
     blocks = np.random.default_rng(3).integers(0, 256, (64, *out.shape), np.uint8)
     step = itertools.count()
 
     def numba_gather() -> None:
-        i = next(step) % n
-        kernels.gather_kernel(
-            frames[None],
-            state["first"],
-            state["action"],
-            state["reward"],
-            state["terminated"],
-            zeros,
-            slots[i],
-            HISTORY,
-            out,
-            *scratch,
-        )
+        _gather(state, zeros, slots[next(step) % n], out, scratch)
 
     def numpy_gather() -> None:
         np.take(frames, windows[next(step) % n], axis=0, out=out)
@@ -290,9 +296,12 @@ def _measure_throughput(capacity: int, seconds: float, rounds: int) -> tuple[lis
                 seconds,
                 rounds,
             )
+    prioritized, prioritized_summary = _prioritized_rates(capacity, seconds, rounds)
+    rates |= prioritized
     rows = [{"measure": k, "value": v, "unit": "batches/s"} for k, v in {**rates, **learn}.items()]
     ours = rates["ours: sample + as_tensors"]
     summary = {
+        **prioritized_summary,
         "speedup_vs_sb3_optimized": ours / rates["sb3 optimize_memory_usage=True"],
         "speedup_vs_sb3_plain": ours / rates["sb3 optimize_memory_usage=False"],
         "fraction_of_memcpy": ours / rates["memcpy of the same bytes (32x5 frames)"],
@@ -309,7 +318,8 @@ def _measure_throughput(capacity: int, seconds: float, rounds: int) -> tuple[lis
 
 
 def run(quick: bool = False, out_dir: Path | str = RESULTS_DIR) -> dict[str, Any]:
-    """Measure ours and SB3 side by side; write the record; return the summary."""
+    """Measure ours beside SB3, cpprb and the numpy tree; write the record; return the
+    summary."""
     capacity = 20_000 if quick else 100_000
     throughput_capacity = 20_000 if quick else 50_000  # SB3 plain: 56 KB per transition
     memory = _memory_rows(capacity)
@@ -332,6 +342,16 @@ def run(quick: bool = False, out_dir: Path | str = RESULTS_DIR) -> dict[str, Any
     summary["memory_vs_sb3_optimized"] = (
         by_kind["sb3_optimized"]["rss_bytes_per_transition"] / ours_bytes
     )
+    prioritized = by_kind["ours_prioritized"]
+    summary["bytes_per_transition_ours_prioritized_arrays"] = prioritized[
+        "array_bytes_per_transition"
+    ]
+    worst = max(prioritized["rss_bytes_per_transition"], prioritized["array_bytes_per_transition"])
+    summary["prioritized_bytes_headroom"] = TARGET_PRIORITIZED_BYTES / worst
+    summary["prioritized_bytes_target_met"] = worst <= TARGET_PRIORITIZED_BYTES
+    summary["prioritized_speedup_target_met"] = (
+        summary["prioritized_speedup_vs_cpprb"] >= TARGET_SPEEDUP
+    )
     summary["speedup_target_met"] = summary["speedup_vs_sb3_optimized"] >= TARGET_SPEEDUP
     summary["numba_beats_numpy"] = summary["numba_gather_vs_numpy_take"] > 1.0
     memory_rows = [
@@ -341,6 +361,7 @@ def run(quick: bool = False, out_dir: Path | str = RESULTS_DIR) -> dict[str, Any
             ("array bytes", "array_bytes_per_transition"),
             ("RSS growth", "rss_bytes_per_transition"),
         )
+        if row[key] is not None
     ]
     write_results("replay", memory_rows + rows, summary, out_dir)
     return summary
