@@ -149,18 +149,18 @@ class _PriorityUpdate:
         index, td_abs, drawn = saved
         return cls(index.numpy().copy(), td_abs.clone(), drawn.numpy().copy())
 
-    def _copied(self) -> None:
+    def _wait_for_copy(self) -> None:
         if self.copied is not None:
             self.copied.synchronize()
 
     def write(self, ring: FrameRing) -> None:
         """Wait for the copy, then write the priorities into `ring`."""
-        self._copied()
+        self._wait_for_copy()
         ring.update_priorities(self.index, self.td_abs.numpy(), self.drawn)
 
     def saved(self) -> list[torch.Tensor]:
         """CPU tensors of the update, for a checkpoint: index, td_abs, drawn."""
-        self._copied()
+        self._wait_for_copy()
         return [torch.from_numpy(a.copy()) for a in (self.index, self.td_abs.numpy(), self.drawn)]
 
 

@@ -18,7 +18,7 @@ from atari_dqn.replay.rng import below
 
 
 @numba.njit(nogil=True, cache=True)
-def gather_one(
+def _gather_one(
     frames,
     first,
     action,
@@ -90,7 +90,7 @@ def gather_kernel(
     """Gather given valid (env, slot) transitions: the samplers' path without the draw."""
     win = np.empty(history, np.int64)
     for b in range(env_ids.shape[0]):
-        gather_one(
+        _gather_one(
             frames,
             first,
             action,
@@ -156,7 +156,7 @@ def sample_kernel(
                 e += 1
             if valid[e, u]:
                 break
-        gather_one(
+        _gather_one(
             frames,
             first,
             action,
@@ -218,7 +218,7 @@ def prioritized_sample_kernel(
     win = np.empty(history, np.int64)
     for b in range(batch_size):
         e, p = divmod(out_index[b], slots)
-        gather_one(
+        _gather_one(
             frames,
             first,
             action,

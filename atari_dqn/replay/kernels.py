@@ -2,7 +2,7 @@
 
 Per-env arrays are [N, S] (S slots per env); frames are [N, S, H*W], so each frame is copied
 as one contiguous row. The ring's layout and its "invalid range" are described in
-`atari_dqn.replay.ring`; `is_valid` is its only implementation, and acting (`stacks_kernel`)
+`atari_dqn.replay.ring`; `_is_valid` is its only implementation, and acting (`stacks_kernel`)
 and learning (`atari_dqn.replay.gather`) stack frames with the same `window_kernel`. All are
 compiled with `nogil=True` (a prefetch thread samples while the learner runs) and
 `cache=True` (the first run compiles them once per machine).
@@ -68,7 +68,7 @@ def steps_kernel(
 
 
 @numba.njit(nogil=True, cache=True)
-def is_valid(
+def _is_valid(
     first_e: np.ndarray,
     has_next_e: np.ndarray,
     terminated_e: np.ndarray,
@@ -116,7 +116,7 @@ def refresh_kernel(
     slots = first.shape[1]
     for d in range(-n_step, history):
         q = (c + d + slots) % slots
-        v = is_valid(
+        v = _is_valid(
             first[e], has_next[e], terminated[e], truncated[e], cursors[e], q, history, n_step
         )
         if v != valid[e, q]:
@@ -246,7 +246,7 @@ def validity_kernel(first, has_next, terminated, truncated, cursors, written, hi
     slots = first.shape[1]
     for e in range(first.shape[0]):
         for p in range(slots):
-            out[e, p] = p < written[e] and is_valid(
+            out[e, p] = p < written[e] and _is_valid(
                 first[e], has_next[e], terminated[e], truncated[e], cursors[e], p, history, n_step
             )
 
