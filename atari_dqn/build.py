@@ -32,19 +32,36 @@ def _network(cfg: Config, n_actions: int) -> NatureCNN:
     # Its own generator: the init depends on the seed only, not on torch's global RNG.
     generator = torch.Generator().manual_seed(cfg.seed)
     size = cfg.env.screen_size
-    return NatureCNN(n_actions, cfg.replay.history_length, size, generator=generator)
-
-
-def _ring_spec(cfg: Config) -> dict[str, Any]:
-    """What a ring of `cfg` is built from (`FrameRing.spec()`, bar its seed)."""
-    size = cfg.env.screen_size
-    return FrameRing.make_spec(
-        cfg.replay.capacity, cfg.loop.num_envs, cfg.replay.history_length, (size, size)
+    return NatureCNN(
+        n_actions, cfg.replay.history_length, size, dueling=cfg.learner.dueling, generator=generator
     )
 
 
+def _ring_spec(cfg: Config) -> dict[str, Any]:
+    """What a ring of `cfg` is built from (`FrameRing.spec()`): what a saved one must match."""
+    size = cfg.env.screen_size
+    return FrameRing.make_spec(
+        cfg.replay.capacity,
+        cfg.loop.num_envs,
+        cfg.replay.history_length,
+        (size, size),
+        n_step=cfg.learner.n_step,
+        prioritized=cfg.replay.prioritized,
+    )
+
+
+def _ring_settings(cfg: Config) -> dict[str, float]:
+    """How a ring of `cfg` samples, which a resumed run may change (`FrameRing.settings()`)."""
+    replay = cfg.replay
+    return {
+        "discount": cfg.learner.discount,
+        "priority_exponent": replay.priority_exponent,
+        "priority_epsilon": replay.priority_epsilon,
+    }
+
+
 def _ring(cfg: Config) -> FrameRing:
-    return FrameRing(**_ring_spec(cfg), seed=cfg.seed)
+    return FrameRing(**_ring_spec(cfg), **_ring_settings(cfg), seed=cfg.seed)
 
 
 def policy(cfg: Config, runtime: Runtime, network: torch.nn.Module) -> EpsilonGreedy:
@@ -81,7 +98,7 @@ def _assemble(
         batch_size,
         runtime.torch_device,
         pending=pending,
-        destination=learns.input_buffers(batch_size),
+        destination=learns.input_buffers(batch_size, ring.window),
     )
     return Parts(envs, ring, learns, policy(cfg, runtime, learns.online), feed, state)
 
@@ -142,13 +159,14 @@ def _saved_ring(cfg: Config, run: RunDir, say: Callable[[str], None]) -> FrameRi
             raise CheckpointError(f"checkpoint in '{run}' has no replay file")
         return None
     say(f"loading the replay ({path.stat().st_size / 1e9:.2f} GB) from {path}")
-    ring = load_ring(path)
+    ring = load_ring(path, **_ring_settings(cfg))
     expected = _ring_spec(cfg)
     if ring.spec() != expected:
         raise CheckpointError(
             f"the checkpoint's replay in '{run}' is {ring.spec()}, but the run's "
-            f"config makes {expected}: resume with the run's own "
-            "replay.capacity, replay.history_length, loop.num_envs and env.screen_size"
+            f"config makes {expected}: resume with the run's own replay.capacity, "
+            "replay.history_length, replay.prioritized, learner.n_step, loop.num_envs and "
+            "env.screen_size"
         )
     return ring
 

@@ -339,12 +339,14 @@ class Config:
 def _check_across_sections(cfg: Config) -> None:
     """The rules that tie sections together; each names every key involved."""
     replay, loop = cfg.replay, cfg.loop
-    needed = min_capacity(loop.num_envs, replay.history_length)
+    n_step = cfg.learner.n_step
+    needed = min_capacity(loop.num_envs, replay.history_length, n_step)
     if replay.capacity < needed:
         raise ConfigError(
             f"replay.capacity={replay.capacity} is too small: each of the "
-            f"{loop.num_envs} env(s) (loop.num_envs) needs at least replay.history_length + 1 "
-            f"= {replay.history_length + 1} transitions; raise replay.capacity to {needed}"
+            f"{loop.num_envs} env(s) (loop.num_envs) needs at least replay.history_length + "
+            f"learner.n_step = {replay.history_length + n_step} transitions; raise "
+            f"replay.capacity to {needed}"
         )
     smallest = min_screen_size()
     if cfg.env.screen_size < smallest:

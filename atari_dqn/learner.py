@@ -41,36 +41,54 @@ def _mse(qa_tm1: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 _LOSSES = {"huber": _huber, "mse": _mse}
 
 
+def q_learning_target(
+    r_t: torch.Tensor, discount_t: torch.Tensor, q_t: torch.Tensor
+) -> torch.Tensor:
+    """The Nature target `r_t + discount_t * max_a q_t(a)`, float[B], from the target
+    network's Q-values q_t float[B, A] at s_t. `discount_t` is what the replay gives: gamma
+    ** n, or 0 after a terminal step."""
+    return r_t + discount_t * q_t.max(dim=1).values
+
+
+def double_q_learning_target(
+    r_t: torch.Tensor, discount_t: torch.Tensor, q_t: torch.Tensor, q_t_selector: torch.Tensor
+) -> torch.Tensor:
+    """Double DQN's target (van Hasselt et al. 2016, eq. 4): the action the ONLINE network's
+    Q-values `q_t_selector` float[B, A] pick at s_t, valued by the target network's q_t;
+    ties go to the lowest action, as in acting."""
+    a_t = q_t_selector.argmax(dim=1, keepdim=True)
+    return r_t + discount_t * q_t.gather(1, a_t).squeeze(1)
+
+
 def td_loss(
     q_tm1: torch.Tensor,
     a_tm1: torch.Tensor,
-    r_t: torch.Tensor,
-    discount_t: torch.Tensor,
-    q_t: torch.Tensor,
+    target: torch.Tensor,
     *,
-    gamma: float,
     loss: Literal["huber", "mse"] = "huber",
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean one-step Q-learning loss over a batch, and the per-sample TD errors.
+    """Mean loss over a batch of Q(s_tm1, a_tm1) against `target`, and the TD errors.
 
     Args:
         q_tm1: float[B, A] online-network Q-values at s_tm1 (gradients flow into these only).
         a_tm1: int64[B] actions taken at s_tm1.
-        r_t: float[B] rewards.
-        discount_t: float[B] 0 where s_t is terminal (no bootstrap), 1 otherwise.
-        q_t: float[B, A] TARGET-network Q-values at s_t (treated as constants).
-        gamma: the discount factor.
+        target: float[B] the bootstrapped targets (`q_learning_target`, ...), constants.
         loss: `huber` (delta 1: quadratic within |td| <= 1, linear outside, so each sample's
             gradient is the TD error clipped to [-1, 1], the paper's error clipping) or `mse`
             (0.5 * td^2, the same curve without the clipping).
+        weights: float[B] importance-sampling weights multiplying each sample's loss
+            (prioritized replay); None is all ones.
 
     Returns:
         (scalar mean loss, detached td_error[B] = target - Q(s_tm1, a_tm1)).
     """
     qa_tm1 = q_tm1.gather(1, a_tm1.unsqueeze(1)).squeeze(1)
-    with torch.no_grad():
-        target = r_t + gamma * discount_t * q_t.max(dim=1).values
-    return _LOSSES[loss](qa_tm1, target).mean(), (target - qa_tm1).detach()
+    target = target.detach()
+    per_sample = _LOSSES[loss](qa_tm1, target)
+    if weights is not None:
+        per_sample = weights * per_sample
+    return per_sample.mean(), (target - qa_tm1).detach()
 
 
 class Learner:
@@ -90,7 +108,6 @@ class Learner:
             self.online.parameters(), cfg, capturable=runtime.cuda_graph
         )
         self._history = online.input_shape[0]
-        self._window = (self._history + 1, *online.input_shape[1:])
         self._inputs: Batch | None = None  # static device buffers (not on the CPU)
         # Sums of each update's metrics since `take_metrics`, on the device.
         self._sums = {
@@ -128,6 +145,7 @@ class Learner:
         reward: torch.Tensor,
         discount: torch.Tensor,
         next_obs: torch.Tensor,
+        weight: torch.Tensor,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Both forward passes and the loss; the part of an update that torch.compile fuses."""
         memory_format = self.runtime.memory_format
@@ -136,24 +154,26 @@ class Learner:
         with rt.autocast(self.device, self.cfg.bf16_autocast):
             q_tm1 = self.online(obs)
             with torch.no_grad():
-                q_t = self.target(next_obs)
+                q_t = self.target(next_obs).float()
+                if self.cfg.double_dqn:
+                    q_t_selector = self.online(next_obs).float()
         q_tm1 = q_tm1.float()  # the loss and its reductions stay in float32
-        loss, td_error = td_loss(
-            q_tm1,
-            action,
-            reward,
-            discount,
-            q_t.float(),
-            gamma=self.cfg.discount,
-            loss=self.cfg.loss,
-        )
+        with torch.no_grad():
+            target = (
+                double_q_learning_target(reward, discount, q_t, q_t_selector)
+                if self.cfg.double_dqn
+                else q_learning_target(reward, discount, q_t)
+            )
+        loss, td_error = td_loss(q_tm1, action, target, loss=self.cfg.loss, weights=weight)
         q_detached = q_tm1.detach()
+        td_abs = td_error.abs()
         metrics = {
             "loss": loss.detach(),
             "mean_q": q_detached.gather(1, action.unsqueeze(1)).mean(),
             "max_q": q_detached.max(dim=1).values.mean(),
             "q_per_action": q_detached.mean(dim=0),
-            "td_abs": td_error.abs().mean(),
+            "td_abs": td_abs.mean(),
+            "td_abs_each": td_abs,
         }
         return loss, metrics
 
@@ -161,9 +181,15 @@ class Learner:
         """One gradient step, its metrics summed on the device; the metrics of the batch
         before the step."""
         obs, next_obs = batch.stacks(self._history)
-        loss, metrics = self._loss_fn(obs, batch.action, batch.reward, batch.discount, next_obs)
+        loss, metrics = self._loss_fn(
+            obs, batch.action, batch.reward, batch.discount, next_obs, batch.weight
+        )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.cfg.max_grad_norm:  # the global norm, without a host sync (capturable)
+            torch.nn.utils.clip_grad_norm_(
+                self.online.parameters(), self.cfg.max_grad_norm, foreach=True
+            )
         self._step_fn()
         torch._foreach_add_(list(self._sums.values()), [metrics[k] for k in self._sums])
         self._made += 1
@@ -178,12 +204,13 @@ class Learner:
 
         Metrics: `loss` (mean batch loss), `mean_q` (mean Q(s, a) of the actions taken),
         `max_q` (mean of max_a Q(s, a)), `q_per_action` float[A] (mean Q per action) and
-        `td_abs` (mean |TD error|); `take_metrics` returns their means over many updates.
+        `td_abs` (mean |TD error|), whose means over many updates `take_metrics` returns; and
+        `td_abs_each` float[B], each sample's |TD error|, for prioritized replay's priorities.
         """
         self._count += 1
         if not self.runtime.on_cuda:
             return self._eager_or_compiled(batch)
-        inputs = self.input_buffers(len(batch.action))
+        inputs = self.input_buffers(len(batch.action), tuple(batch.frames.shape[1:]))
         if batch.frames.data_ptr() != inputs.frames.data_ptr():  # not fed straight in
             deliver(batch, self.device, inputs)
         with rt.tf32(self.cfg.tf32):
@@ -196,13 +223,14 @@ class Learner:
     def _eager_or_compiled(self, batch: Batch) -> dict[str, torch.Tensor]:
         return self._step(batch) if self.compiled_ok else self._first_compiled(batch)
 
-    def input_buffers(self, batch_size: int) -> Batch | None:
-        """The static device buffers updates read from (None on the CPU): a feed that copies
+    def input_buffers(self, batch_size: int, window: tuple[int, int, int]) -> Batch | None:
+        """The static device buffers updates read from, for batches of `batch_size`
+        transitions of `window` frames (the replay's; None on the CPU): a feed that copies
         each batch straight into them (`destination=`) saves a copy."""
         if not self.runtime.on_cuda:
             return None
         if self._inputs is None:
-            self._inputs = tensor_batch(batch_size, self._window, self.device)
+            self._inputs = tensor_batch(batch_size, window, self.device)
         return self._inputs
 
     def _capture_update(self, inputs: Batch) -> None:

@@ -56,6 +56,18 @@ def epsilon_at(cfg: Config, agent_steps: int) -> float:
     return loop.epsilon_end + (loop.epsilon_start - loop.epsilon_end) * remaining
 
 
+def importance_exponent_at(cfg: Config, agent_steps: int) -> float:
+    """Prioritized replay's beta after `agent_steps`: `replay.importance_exponent_start`
+    through replay start, then rising linearly to 1 at `loop.total_steps` (Schaul et al.
+    2016, section 3.4: the correction is complete when the run ends)."""
+    start, end = cfg.loop.replay_start_steps, cfg.loop.total_steps
+    beta_0 = cfg.replay.importance_exponent_start
+    if end <= start:
+        return 1.0
+    done = min(1.0, max(0.0, (agent_steps - start) / (end - start)))
+    return beta_0 + (1.0 - beta_0) * done
+
+
 def updates_due(cfg: Config, agent_steps: int) -> int:
     """Learner updates owed after `agent_steps`: one per `update_every_steps` past replay start."""
     return max(0, agent_steps - cfg.loop.replay_start_steps) // cfg.loop.update_every_steps
@@ -225,13 +237,17 @@ class Trainer:
         cfg, s, timer = self.cfg, self.state, self.timer
         if s.agent_steps < s.learn_after_steps:
             s.updates = updates_due(cfg, s.agent_steps)  # refilling: learn nothing
+        feed = self.parts.feed
+        beta = importance_exponent_at(cfg, s.agent_steps)
         while s.updates < updates_due(cfg, s.agent_steps):
             with timer.batch:
-                batch = self.parts.feed.next()
+                batch = feed.next(beta)
             with timer.update:
                 self.gpu.start()
-                self.parts.learner.update(batch)
+                metrics = self.parts.learner.update(batch)
                 self.gpu.stop()
+            with timer.batch:  # prioritized replay's priorities (nothing for a uniform one)
+                feed.set_priorities(metrics["td_abs_each"])
             s.updates += 1
 
     def _after_step(self, previous: int, epsilon: float) -> None:

@@ -1,4 +1,5 @@
-"""The Nature DQN Q-network (Mnih et al. 2015, Methods, "Model architecture").
+"""The Nature DQN Q-network (Mnih et al. 2015, Methods, "Model architecture"), and its
+dueling head (Wang et al. 2016).
 
 Input: the last `history_length` 84x84 grayscale frames as uint8; output: one Q-value per
 action. Scaling to [0, 1] happens inside `forward`, so replay and acting hand over raw bytes
@@ -30,10 +31,44 @@ def _init_uniform_fan_in(layer: nn.Conv2d | nn.Linear, generator: torch.Generato
     nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
 
 
+class _ScaleGradient(torch.autograd.Function):
+    """The identity forward; the gradient multiplied by `scale` backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad * ctx.scale, None
+
+
+class DuelingHead(nn.Module):
+    """Q = V + A - mean(A) from two streams of fc 512 each (Wang et al. 2016, eq. 9).
+
+    Both streams send their gradient into the last convolution, so it is scaled by 1/sqrt(2)
+    on its way there, as the paper does."""
+
+    def __init__(self, features: int, n_actions: int) -> None:
+        super().__init__()
+        self.value = nn.Sequential(nn.Linear(features, 512), nn.ReLU(), nn.Linear(512, 1))
+        self.advantage = nn.Sequential(
+            nn.Linear(features, 512), nn.ReLU(), nn.Linear(512, n_actions)
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        features = _ScaleGradient.apply(features, 1 / math.sqrt(2))
+        advantage = self.advantage(features)
+        return self.value(features) + advantage - advantage.mean(dim=1, keepdim=True)
+
+
 class NatureCNN(nn.Module):
     """conv 32x8x8/4, conv 64x4x4/2, conv 64x3x3/1, fc 512, fc n_actions; ReLU between.
 
-    1,686,180 parameters for 4 actions at the default 4x84x84 input.
+    1,686,180 parameters for 4 actions at the default 4x84x84 input. With `dueling`, the
+    two fully connected layers are the dueling head's two streams instead (3,292,837
+    parameters for 4 actions); without, the network is exactly the Nature one.
     """
 
     def __init__(
@@ -42,6 +77,7 @@ class NatureCNN(nn.Module):
         history_length: int = 4,
         screen_size: int = 84,
         *,
+        dueling: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -62,10 +98,16 @@ class NatureCNN(nn.Module):
         for out, kernel, stride in NATURE_CONVS:
             layers += [nn.Conv2d(channels, out, kernel_size=kernel, stride=stride), nn.ReLU()]
             channels = out
-        side = conv_side(screen_size)
-        layers += [nn.Flatten(), nn.Linear(channels * side * side, 512), nn.ReLU()]
-        self.layers = nn.Sequential(*layers, nn.Linear(512, n_actions))
-        for layer in self.layers:
+        features = channels * conv_side(screen_size) ** 2
+        layers.append(nn.Flatten())
+        if dueling:
+            self.layers = nn.Sequential(*layers)
+            self.head: nn.Module = DuelingHead(features, n_actions)
+        else:
+            layers += [nn.Linear(features, 512), nn.ReLU(), nn.Linear(512, n_actions)]
+            self.layers = nn.Sequential(*layers)
+            self.head = nn.Identity()
+        for layer in self.modules():  # convolutions first, then the layers after them
             if isinstance(layer, (nn.Conv2d, nn.Linear)):
                 _init_uniform_fan_in(layer, generator)
 
@@ -76,4 +118,4 @@ class NatureCNN(nn.Module):
                 f"NatureCNN expects uint8[B, {', '.join(map(str, self.input_shape))}] frames, "
                 f"got {str(obs.dtype).removeprefix('torch.')}{list(obs.shape)}"
             )
-        return self.layers(obs.float() / 255.0)
+        return self.head(self.layers(obs.float() / 255.0))

@@ -62,8 +62,8 @@ def _say_what_it_is(cfg: Config, run: RunDir, runtime: Runtime, source: str | No
     )
     if steps >= PAPER_STEPS and not runtime.on_cuda:
         print(
-            f"  this is the paper's full run ({PAPER_STEPS // 10**6}M agent steps): on a CPU "
-            "it takes days; configs/cpu_demo.yaml learns Breakout in a few hours on 2 cores"
+            f"  {steps // 10**6}M agent steps, the paper's full run or longer: on a CPU that "
+            "takes days; configs/cpu_demo.yaml learns Breakout in a few hours on 2 cores"
         )
     print(f"  Ctrl-C stops it with a checkpoint; resume with: {run.resume_command()}")
 

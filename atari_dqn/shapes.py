@@ -32,10 +32,10 @@ def min_screen_size() -> int:
     return size
 
 
-def min_capacity(num_envs: int, history_length: int) -> int:
+def min_capacity(num_envs: int, history_length: int, n_step: int = 1) -> int:
     """The smallest capacity a ring of `num_envs` envs can have: each env needs a window of
-    `history_length + 1` slots to hold a single transition."""
-    return (history_length + 1) * num_envs
+    `history_length + n_step` slots to hold a single n-step transition."""
+    return (history_length + n_step) * num_envs
 
 
 def ring_bytes(capacity: int, num_envs: int, screen_size: int) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from atari_dqn import build
-from atari_dqn.config import Config, LearnerConfig
+from atari_dqn.config import Config, EnvConfig, LearnerConfig
 from atari_dqn.learner import Learner
 from atari_dqn.policy import EpsilonGreedy
 from atari_dqn.runtime import resolve
@@ -18,17 +18,21 @@ QUIET = ["logging.progress=false", "learner.device=cpu", "learner.compile=false"
 
 
 def learner_and_policy(
-    n_actions: int = 4, seed: int = 0, **learner: object
+    n_actions: int = 4, seed: int = 0, screen_size: int = 84, **learner: object
 ) -> tuple[Learner, EpsilonGreedy]:
     """A learner of `n_actions` (its network initialised from `seed`) built as a run builds
     it, from learner.* settings (default: the CPU, eager), and the policy over its network."""
     settings = {"device": "cpu", "compile": False, **learner}
-    cfg = Config(learner=LearnerConfig(**settings), seed=seed)
+    cfg = Config(
+        env=EnvConfig(screen_size=screen_size), learner=LearnerConfig(**settings), seed=seed
+    )
     runtime = resolve(cfg)
     made = build.learner(cfg, runtime, n_actions)
     return made, build.policy(cfg, runtime, made.online)
 
 
-def make_learner(n_actions: int = 4, seed: int = 0, **learner: object) -> Learner:
+def make_learner(
+    n_actions: int = 4, seed: int = 0, screen_size: int = 84, **learner: object
+) -> Learner:
     """`learner_and_policy`'s learner."""
-    return learner_and_policy(n_actions, seed, **learner)[0]
+    return learner_and_policy(n_actions, seed, screen_size, **learner)[0]

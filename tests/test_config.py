@@ -223,6 +223,38 @@ PRESETS = {
     },
 }
 
+TUNED_DOUBLE = {
+    "learner.target_update_steps": 30000,
+    "loop.epsilon_end": 0.01,
+    "eval.epsilon": 0.001,
+}
+PRESETS |= {
+    "double.yaml": {"learner.double_dqn": True, **TUNED_DOUBLE},
+    "dueling.yaml": {
+        "learner.dueling": True,
+        "learner.double_dqn": True,
+        "learner.learning_rate": 6.25e-5,
+        "learner.max_grad_norm": 10.0,
+        **TUNED_DOUBLE,
+    },
+    "prioritized.yaml": {
+        "replay.prioritized": True,
+        "learner.double_dqn": True,
+        "learner.learning_rate": 6.25e-5,
+        **TUNED_DOUBLE,
+    },
+    "nstep.yaml": {"learner.n_step": 3},
+    "combined.yaml": {
+        "replay.prioritized": True,
+        "learner.n_step": 3,
+        "learner.double_dqn": True,
+        "learner.dueling": True,
+        "learner.learning_rate": 6.25e-5,
+        "learner.max_grad_norm": 10.0,
+        **TUNED_DOUBLE,
+    },
+}
+
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_presets_differ_from_nature_only_where_their_source_says_and_cite_it(name):

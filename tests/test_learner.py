@@ -13,35 +13,37 @@ from quick_runs import make_learner
 
 from atari_dqn.config import Config, LearnerConfig
 from atari_dqn.errors import ConfigError
-from atari_dqn.learner import td_loss
+from atari_dqn.learner import double_q_learning_target, q_learning_target, td_loss
 from atari_dqn.replay.batch import Batch
 from atari_dqn.runtime import resolve
 
 cuda = pytest.mark.cuda  # skipped where torch sees no CUDA device (tests/conftest.py)
 
-# Three transitions, gamma 0.9:
+# Three transitions, gamma 0.9 (the replay's discount_t holds it: 0 after a terminal step):
 #   0: terminal (discount 0): target = r = 1,                  Q(s,a) = 2, td = -1
 #   1: bootstrap:             target = 0 + 0.9 * max(5, -5) = 4.5, Q(s,a) = 3, td = 1.5
-#   2: truncated (discount 1, bootstraps): -1 + 0.9 * 3 = 1.7,  Q(s,a) = 0, td = 1.7
+#   2: truncated (bootstraps): -1 + 0.9 * 3 = 1.7,              Q(s,a) = 0, td = 1.7
 Q_TM1 = [[1.0, 2.0], [3.0, 4.0], [0.0, 0.0]]
 A_TM1 = [1, 0, 1]
 R_T = [1.0, 0.0, -1.0]
-DISCOUNT_T = [0.0, 1.0, 1.0]
+DISCOUNT_T = [0.0, 0.9, 0.9]
 Q_T = [[10.0, 20.0], [5.0, -5.0], [0.0, 3.0]]
+# Double DQN: the online network's Q-values at s_t pick the action, the target's value it.
+#   0: terminal: 1 whatever is picked; 1: online picks action 1: 0 + 0.9 * -5 = -4.5;
+#   2: online picks action 0: -1 + 0.9 * 0 = -1
+Q_T_SELECTOR = [[0.0, 1.0], [1.0, 2.0], [7.0, -7.0]]
 
 
-def _td(loss):
+def _td(loss, weights=None, double=False):
     q_tm1 = torch.tensor(Q_TM1, requires_grad=True)
     q_t = torch.tensor(Q_T, requires_grad=True)
-    value, td_error = td_loss(
-        q_tm1,
-        torch.tensor(A_TM1),
-        torch.tensor(R_T),
-        torch.tensor(DISCOUNT_T),
-        q_t,
-        gamma=0.9,
-        loss=loss,
+    r_t, discount_t = torch.tensor(R_T), torch.tensor(DISCOUNT_T)
+    target = (
+        double_q_learning_target(r_t, discount_t, q_t, torch.tensor(Q_T_SELECTOR))
+        if double
+        else q_learning_target(r_t, discount_t, q_t)
     )
+    value, td_error = td_loss(q_tm1, torch.tensor(A_TM1), target, loss=loss, weights=weights)
     value.backward()
     return value, td_error, q_tm1.grad, q_t.grad
 
@@ -51,10 +53,22 @@ def test_td_error_bootstraps_except_after_terminal():
     torch.testing.assert_close(td_error, torch.tensor([-1.0, 1.5, 1.7]))
 
 
+def test_double_dqn_values_the_online_networks_choice_with_the_target_network():
+    _, td_error, _, _ = _td("huber", double=True)
+    torch.testing.assert_close(td_error, torch.tensor([1.0 - 2.0, -4.5 - 3.0, -1.0 - 0.0]))
+
+
 def test_huber_loss_is_quadratic_inside_one_and_linear_outside():
     # 0.5 * 1^2, 1.5 - 0.5, 1.7 - 0.5
     value, _, _, _ = _td("huber")
     assert value.item() == pytest.approx((0.5 + 1.0 + 1.2) / 3)
+
+
+def test_importance_weights_scale_each_samples_loss_and_gradient():
+    value, _, grad, _ = _td("huber", weights=torch.tensor([1.0, 0.5, 0.25]))
+    assert value.item() == pytest.approx((0.5 + 0.5 * 1.0 + 0.25 * 1.2) / 3)
+    expected = torch.tensor([[0.0, 1.0], [-0.5, 0.0], [0.0, -0.25]]) / 3
+    torch.testing.assert_close(grad, expected)
 
 
 def test_huber_gradient_is_td_error_clipped_to_plus_minus_one():
@@ -106,7 +120,7 @@ def test_update_changes_online_network_only():
     metrics = learner.update(_batch())
     assert all(not torch.equal(a, b) for a, b in _pairs(online, learner.online))
     assert all(torch.equal(a, b) for a, b in _pairs(target, learner.target))
-    assert set(metrics) == {"loss", "mean_q", "max_q", "q_per_action", "td_abs"}
+    assert set(metrics) == {"loss", "mean_q", "max_q", "q_per_action", "td_abs", "td_abs_each"}
     assert metrics["q_per_action"].shape == (4,)
     assert all(not m.requires_grad for m in metrics.values())
 
@@ -118,13 +132,53 @@ def test_update_metrics_describe_the_batch_before_the_step():
         obs, next_obs = batch.stacks(4)
         q = learner.online(obs)
         q_t = learner.target(next_obs)
-    expected_loss, td = td_loss(q, batch.action, batch.reward, batch.discount, q_t, gamma=0.99)
+    target = q_learning_target(batch.reward, batch.discount, q_t)
+    expected_loss, td = td_loss(q, batch.action, target)
     metrics = learner.update(batch)
     torch.testing.assert_close(metrics["loss"], expected_loss)
     torch.testing.assert_close(metrics["mean_q"], q.gather(1, batch.action[:, None]).mean())
     torch.testing.assert_close(metrics["max_q"], q.max(1).values.mean())
     torch.testing.assert_close(metrics["q_per_action"], q.mean(0))
     torch.testing.assert_close(metrics["td_abs"], td.abs().mean())
+    torch.testing.assert_close(metrics["td_abs_each"], td.abs())
+
+
+def test_a_double_dqn_learner_bootstraps_from_its_online_networks_choice():
+    learner = make_learner(double_dqn=True)
+    learner.target.load_state_dict(make_learner(seed=7).online.state_dict())  # another net
+    batch = _batch()
+    with torch.no_grad():
+        obs, next_obs = batch.stacks(4)
+        q = learner.online(obs)
+        target = double_q_learning_target(
+            batch.reward, batch.discount, learner.target(next_obs), learner.online(next_obs)
+        )
+        plain = q_learning_target(batch.reward, batch.discount, learner.target(next_obs))
+    assert not torch.equal(target, plain)  # the two rules differ on this batch
+    torch.testing.assert_close(learner.update(batch)["loss"], td_loss(q, batch.action, target)[0])
+
+
+def test_importance_weights_of_the_batch_weight_each_samples_loss():
+    weighted = _batch()._replace(weight=torch.tensor([2.0, 0.0, 1.0, 1.0, 0.5, 1.0, 1.0, 3.0]))
+    learner = make_learner()
+    with torch.no_grad():
+        obs, next_obs = weighted.stacks(4)
+        target = q_learning_target(weighted.reward, weighted.discount, learner.target(next_obs))
+        expected = td_loss(learner.online(obs), weighted.action, target, weights=weighted.weight)
+    torch.testing.assert_close(learner.update(weighted)["loss"], expected[0])
+
+
+def _grad_norm(learner) -> float:
+    return torch.stack([p.grad.norm() for p in learner.online.parameters()]).norm().item()
+
+
+def test_max_grad_norm_clips_the_gradients_global_norm_and_zero_leaves_it():
+    batch = _batch()
+    free, clipped = make_learner(), make_learner(max_grad_norm=1e-3)
+    free.update(batch)
+    clipped.update(batch)
+    assert _grad_norm(free) > 1e-2  # the clip below is a real one
+    assert _grad_norm(clipped) == pytest.approx(1e-3, rel=1e-3)
 
 
 def test_sync_target_copies_online_weights():

@@ -14,9 +14,9 @@ from atari_dqn import checkpoint as ckpt
 from atari_dqn.config import Config
 from atari_dqn.configfile import load_config
 from atari_dqn.errors import CheckpointError, ConfigError
-from atari_dqn.loop import epsilon_at, updates_due
+from atari_dqn.loop import epsilon_at, importance_exponent_at, updates_due
 from atari_dqn.rundir import RunDir
-from atari_dqn.runs import resume, train
+from atari_dqn.runs import evaluate_run, resume, train
 from atari_dqn.timers import PHASES
 
 
@@ -31,6 +31,13 @@ def test_epsilon_is_one_through_replay_start_then_anneals_linearly_over_1m_steps
     assert epsilon_at(cfg, 50_000 + 500_000) == pytest.approx(0.55)
     assert epsilon_at(cfg, 1_050_000) == pytest.approx(0.1)
     assert epsilon_at(cfg, 5_000_000) == pytest.approx(0.1)
+
+
+def test_beta_rises_linearly_from_its_start_at_replay_start_to_1_at_the_last_step():
+    cfg = Config()  # replay start 50,000, 50M steps, beta 0.4
+    assert importance_exponent_at(cfg, 0) == importance_exponent_at(cfg, 50_000) == 0.4
+    assert importance_exponent_at(cfg, 50_000 + 24_975_000) == pytest.approx(0.7)
+    assert importance_exponent_at(cfg, 50_000_000) == importance_exponent_at(cfg, 6e7) == 1.0
 
 
 def test_one_update_per_four_agent_steps_after_replay_start_whatever_the_env_count():
@@ -231,3 +238,31 @@ def test_on_cuda_training_fed_through_prefetch_and_graphs_matches_the_same_train
         torch.testing.assert_close(
             states["true"]["learner"]["online"][key], value, rtol=1e-4, atol=1e-5
         )
+
+
+FAMILY = (
+    "learner.double_dqn=true",
+    "learner.dueling=true",
+    "replay.prioritized=true",
+    # beta anneals over loop.total_steps, which these tests' resume extends: held at 1
+    "replay.importance_exponent_start=1.0",
+    "learner.n_step=3",
+    "learner.max_grad_norm=10",
+)
+
+
+def test_the_dqn_family_together_trains_resumes_exactly_and_evaluates(tmp_path):
+    # Double DQN, the dueling head, prioritized replay (priorities written back through the
+    # prefetch thread, beta annealed) and 3-step returns, with 2 envs and overlap: a run
+    # stopped and resumed ends as one that never stopped, and its checkpoint evaluates.
+    base = (*_resume_base(2, "always", "deepmind_rmsprop", "true"), *FAMILY)
+    a, b = _full_and_resumed(tmp_path, base)
+    assert a["counters"] == b["counters"]
+    for key, value in a["learner"]["online"].items():
+        assert torch.equal(value, b["learner"]["online"][key]), key
+    assert "layers.7.weight" not in a["learner"]["online"]  # the dueling head's streams
+    ring = ckpt.load_replay(RunDir(tmp_path / "full"))
+    assert ring.prioritized and ring.n_step == 3 and ring.discount == pytest.approx(0.99)
+    assert (
+        evaluate_run(tmp_path / "full", episodes=1, overrides=["eval.max_episode_frames=400"]) == 0
+    )

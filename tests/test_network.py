@@ -58,3 +58,42 @@ def test_same_generator_seed_gives_the_same_network():
     for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters(), strict=True):
         assert torch.equal(pa, pb)
         assert not torch.equal(pa, pc)
+
+
+def test_without_dueling_the_network_is_the_nature_one_layer_for_layer():
+    net = NatureCNN(4)
+    shapes = [tuple(t.shape) for t in net.state_dict().values()]
+    assert shapes == [
+        (32, 4, 8, 8), (32,), (64, 32, 4, 4), (64,), (64, 64, 3, 3), (64,),
+        (512, 3136), (512,), (4, 512), (4,),
+    ]  # fmt: skip
+    assert isinstance(net.head, torch.nn.Identity)
+
+
+def test_the_dueling_head_has_two_512_unit_streams_and_3_292_837_parameters_for_four_actions():
+    net = NatureCNN(4, dueling=True)
+    assert sum(p.numel() for p in net.parameters()) == 3_292_837
+    value, advantage = net.head.value, net.head.advantage
+    assert [m.out_features for m in value if isinstance(m, torch.nn.Linear)] == [512, 1]
+    assert [m.out_features for m in advantage if isinstance(m, torch.nn.Linear)] == [512, 4]
+
+
+def test_dueling_q_is_value_plus_advantage_less_its_mean():
+    net = NatureCNN(5, dueling=True, generator=torch.Generator().manual_seed(2))
+    frames = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
+    features = net.layers(frames.float() / 255.0)
+    v, a = net.head.value(features), net.head.advantage(features)
+    torch.testing.assert_close(net(frames), v + a - a.mean(dim=1, keepdim=True))
+    # The mean advantage is subtracted: Q's mean over actions is V.
+    torch.testing.assert_close(net(frames).mean(dim=1), v.squeeze(1))
+
+
+def test_the_dueling_head_scales_the_gradient_into_the_convolutions_by_1_over_sqrt_2():
+    net = NatureCNN(3, dueling=True, generator=torch.Generator().manual_seed(4))
+    features = torch.randn(2, 3136, requires_grad=True)
+    net.head(features).sum().backward()
+    scaled = features.grad.clone()
+    features.grad = None
+    v, a = net.head.value(features), net.head.advantage(features)
+    (v + a - a.mean(dim=1, keepdim=True)).sum().backward()  # the same sum, unscaled
+    torch.testing.assert_close(scaled, features.grad / math.sqrt(2))

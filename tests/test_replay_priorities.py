@@ -4,10 +4,7 @@ weights against the paper's formula, updates, and the tree through saves and loa
 
 from __future__ import annotations
 
-import json
-import struct
 import threading
-import zlib
 
 import numpy as np
 import pytest
@@ -236,22 +233,3 @@ def test_memory_per_transition_at_84x84_is_at_most_7_2_kb():
     total = sum(a.nbytes for a in arrays.values()) + ring.valid_flags().nbytes
     assert arrays["priority_tree"].nbytes == 2**21 * 8
     assert total / 1_000_000 <= 7200, total / 1_000_000
-
-
-def test_a_file_from_before_n_steps_and_priorities_loads_as_a_one_step_uniform_ring(tmp_path):
-    # A ring file as written before the ring had n_step, prioritized and settings: the
-    # same arrays, a header without those keys (its checksum and trailer made anew).
-    ring, _ = FamilySpec(2, 4, 1, 30, 1.0, False, []).filled(50, seed=8)
-    path = tmp_path / "replay.ring"
-    save_ring(ring, path)
-    data = path.read_bytes()
-    trailer = struct.Struct("<QI16s")
-    length, _, magic = trailer.unpack(data[-trailer.size :])
-    header = json.loads(data[-trailer.size - length : -trailer.size])
-    new_keys = ("n_step", "prioritized", "discount", "priority_exponent", "priority_epsilon")
-    old = json.dumps({k: v for k, v in header.items() if k not in new_keys}).encode()
-    body = data[: -trailer.size - length]
-    path.write_bytes(body + old + trailer.pack(len(old), zlib.crc32(old), magic))
-    loaded = load_ring(path)
-    assert (loaded.n_step, loaded.prioritized, loaded.discount) == (1, False, 1.0)
-    np.testing.assert_array_equal(loaded.sample(16).frames, ring.sample(16).frames)

@@ -243,6 +243,17 @@ def test_runs_that_differ_in_config_or_budget_are_not_pooled(tmp_path):
     assert "from: Breakout (C1, 2.4M frames, 1 seed(s))" in text
 
 
+def test_runs_of_different_dqn_variants_are_different_rows(tmp_path):
+    variants = [[], ["learner.double_dqn=true"], ["learner.dueling=true"]]
+    runs = [fake_run(tmp_path, "Pong", 0, [1.0], 4000, *v) for v in variants]
+    runs.append(fake_run(tmp_path, "Pong", 0, [1.0], 4000, "replay.prioritized=true"))
+    write_report(runs, tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert len([line for line in text.splitlines() if line.startswith("| Pong")]) == 4
+    for change in ("learner.double_dqn=True", "learner.dueling=True", "replay.prioritized=True"):
+        assert change in text
+
+
 def test_the_same_experiment_and_seed_twice_is_an_error(tmp_path):
     a = fake_run(tmp_path, "Pong", 3, [1.0], 4000)
     b = fake_run(tmp_path, "Pong", 3, [2.0], 4000)

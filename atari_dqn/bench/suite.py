@@ -26,7 +26,7 @@ from atari_dqn.bench.results import (
 )
 from atari_dqn.errors import ConfigError
 
-PARTS = ("env", "replay", "learner", "e2e", "video")
+PARTS = ("env", "replay", "learner", "e2e", "variants", "video")
 README = Path("README.md")
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 

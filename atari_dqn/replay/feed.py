@@ -107,12 +107,9 @@ class _HostBatch:
         return [t.clone() for t in (*self.tensors, self.drawn)]
 
     def fill(self, saved: list[torch.Tensor]) -> None:
-        """Restore a `copy()` (or only its batch tensors, from a checkpoint made before
-        batches carried write counts: uniform rings, which never use them)."""
-        for t, s in zip(self.tensors, saved[: len(self.tensors)], strict=True):
+        """Restore a `copy()`."""
+        for t, s in zip((*self.tensors, self.drawn), saved, strict=True):
             t.copy_(s)
-        if len(saved) > len(self.tensors):
-            self.drawn.copy_(saved[len(self.tensors)])
 
 
 _SAVED_BATCH = len(DTYPES) + 1  # a pending list's batch tensors and write counts
@@ -196,7 +193,7 @@ class Sampler:
         if self._pending is not None:
             if update := _saved_update(self._pending):
                 update.write(self._ring)
-            self._host.fill(self._pending)
+            self._host.fill(self._pending[:_SAVED_BATCH])
             self._pending = None
         else:
             self._host.draw(self._ring, beta)

@@ -55,6 +55,7 @@ from atari_dqn.replay.arguments import (
 from atari_dqn.replay.batch import Batch, empty_batch
 from atari_dqn.replay.storage import RingArrays
 from atari_dqn.replay.writers import SlotGuard, WriteControl, WriteGate
+from atari_dqn.shapes import min_capacity
 
 SETTINGS = ("discount", "priority_exponent", "priority_epsilon")
 """What a ring is built with besides its spec: how it computes returns and priorities, not
@@ -91,7 +92,7 @@ class FrameRing:
                 f"num_envs ({num_envs}) and history_length ({history_length}) must be positive"
             )
         check_settings(n_step, discount, priority_exponent, priority_epsilon)
-        needed = (history_length + n_step) * num_envs  # a transition spans h + n frames
+        needed = min_capacity(num_envs, history_length, n_step)  # a transition spans h + n
         if capacity < needed:
             raise ReplayError(
                 f"replay capacity {capacity} is too small: each of the {num_envs} env(s) needs "

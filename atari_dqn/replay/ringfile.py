@@ -6,9 +6,7 @@ header (the ring's spec, its settings, the filled slot count, and each array's n
 shape and CRC-32s: one per env for the frames, one for each other array), then a fixed
 trailer: the header's length, the header's own CRC-32 and a magic tag. Each env's frames
 are stored oldest first: row r of env e is its slot `(cursor[e] + r) % filled_slots`, the
-order in which the ring overwrites them. A header without `n_step`, `prioritized` or a
-setting (a file written before the ring had them) means a uniform one-step ring with
-discount 1, which is what such a file holds.
+order in which the ring overwrites them.
 
 That order is what lets a save run while training goes on (`RingSave`): the ring's
 metadata is copied at once (12 bytes a slot, and a prioritized ring's tree, whose
@@ -47,7 +45,6 @@ _TRAILER = struct.Struct("<QI16s")  # header length, header CRC-32, magic
 _CHUNK_BYTES = 64 << 20
 _FLAGS = ("first", "has_next", "terminated", "truncated", "active")  # each 0 or 1
 # What a header without these keys (written before the ring had them) means.
-_ONE_STEP_UNIFORM = {"n_step": 1, "prioritized": False, "discount": 1.0}
 
 
 class _Corrupt(Exception):
@@ -180,8 +177,8 @@ def _read(f: BinaryIO, size: int, settings: dict[str, float]) -> FrameRing:
     blob = f.read(header_len)
     if zlib.crc32(blob) != header_crc:
         raise _Corrupt("its header fails its CRC-32 check")
-    header = {**_ONE_STEP_UNIFORM, **_parse_header(blob)}
-    saved = {name: header[name] for name in SETTINGS if name in header}
+    header = _parse_header(blob)
+    saved = {name: header[name] for name in SETTINGS}
     try:
         ring = FrameRing(
             header["capacity"],
@@ -259,11 +256,11 @@ def _parse_header(blob: bytes) -> dict[str, Any]:
     for key in ("capacity", "num_envs", "history_length", "filled_slots"):
         if not _integer(header.get(key)):
             raise _Corrupt(f"header field '{key}' is {header.get(key)!r}, not an integer")
-    optional = {"n_step": _integer, "prioritized": lambda v: isinstance(v, bool)}
-    optional |= dict.fromkeys(SETTINGS, lambda v: _integer(v) or isinstance(v, float))
-    for key, fits in optional.items():
-        if key in header and not fits(header[key]):
-            raise _Corrupt(f"header field '{key}' is {header[key]!r}, of the wrong type")
+    kinds = {"n_step": _integer, "prioritized": lambda v: isinstance(v, bool)}
+    kinds |= dict.fromkeys(SETTINGS, lambda v: _integer(v) or isinstance(v, float))
+    for key, fits in kinds.items():
+        if not fits(header.get(key)):
+            raise _Corrupt(f"header field '{key}' is {header.get(key)!r}, of the wrong type")
     shape = header.get("frame_shape")
     if not (isinstance(shape, list) and len(shape) == 2 and all(_integer(x) for x in shape)):
         raise _Corrupt(f"header field 'frame_shape' is {shape!r}, not two integers")
