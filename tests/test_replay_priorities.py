@@ -216,7 +216,7 @@ def test_update_priorities_refuses_what_it_cannot_use():
     for index, td, match in (
         ([100], [1.0], "outside"),
         ([0, 1], [1.0], "one per index"),
-        ([0], [np.nan], "not all finite"),
+        ([0], [np.nan], "NaN or infinite"),
         ([0.5], [1.0], "integers"),
     ):
         with pytest.raises(ReplayError, match=match):

@@ -79,8 +79,9 @@ def priority_update_problem(
     if index.size and (index.min() < 0 or index.max() >= size):
         return f"update_priorities index outside [0, {size}): {index.tolist()}"
     if not np.all(np.isfinite(td_abs)):
+        bad = int(np.sum(~np.isfinite(td_abs)))
         return (
-            f"update_priorities: TD errors {td_abs.tolist()} are not all finite: the learner "
-            "diverged (a lower learner.learning_rate may help)"
+            f"update_priorities: {bad} of the {td_abs.size} TD errors are NaN or infinite: the "
+            "learner diverged, and a priority cannot be (a lower learner.learning_rate may help)"
         )
     return f"update_priorities: drawn {drawn.tolist()} is past the write counts {written.tolist()}"
