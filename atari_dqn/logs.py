@@ -119,7 +119,8 @@ class Progress:
     `REFRESH_S` seconds, whatever the logging interval."""
 
     REFRESH_S = 2.0
-    MIN_LEARNING_S = 10.0  # learning time measured before an ETA is extrapolated from it
+    WARMUP_S = 10.0  # learning's first seconds (compiling, capturing), not timed for the ETA
+    MIN_LEARNING_S = 10.0  # learning time measured, after those, before an ETA is given
 
     def __init__(
         self, total_steps: int, start_step: int, description: str, frame_skip: int
@@ -151,7 +152,8 @@ class Progress:
         self._learning_from = learning_from
         self._last = (step, time.monotonic())
         self._next_refresh = self._last[1] + self.REFRESH_S
-        self._spent = {"random": [0, 0.0], "learning": [0, 0.0]}  # steps, seconds
+        # Steps and seconds of each phase; learning's first WARMUP_S seconds apart.
+        self._spent = {"random": [0, 0.0], "warm-up": [0, 0.0], "learning": [0, 0.0]}
 
     def phases(self, seconds: dict[str, float]) -> None:
         """Where the time went in the interval just logged (shown until the next one)."""
@@ -165,13 +167,15 @@ class Progress:
         self._next_refresh = now + self.REFRESH_S
         last_step, last_time = self._last
         self._last = (step, now)
-        phase = self._spent["random" if last_step < self._learning_from else "learning"]
+        phase = self._spent[self._phase(last_step)]
         phase[0] += step - last_step
         phase[1] += now - last_time
         means = learner.peek_metrics()
         speed = (step - last_step) / (now - last_time)
+        frames = step * self._frame_skip
         info = (
-            f"{step * self._frame_skip / 1e6:.2f}M frames  {speed:.0f} SPS  "
+            f"{f'{frames / 1e6:.2f}M' if frames >= 10**6 else f'{frames:,}'} frames  "
+            f"{speed:.0f} SPS  "
             f"eps {epsilon:.3f}  return {np.mean(returns) if returns else float('nan'):.1f}  "
             f"loss {float(means.get('loss', np.nan)):.4f}  "
             f"maxQ {float(means.get('max_q', np.nan)):.3f}"
@@ -179,6 +183,11 @@ class Progress:
         if self._phases:
             info += f"  [{self._phases}]"
         self._bar.update(self._task, completed=step, eta=self._eta(step), info=info)
+
+    def _phase(self, step: int) -> str:
+        if step < self._learning_from:
+            return "random"
+        return "learning" if self._spent["warm-up"][1] >= self.WARMUP_S else "warm-up"
 
     def _eta(self, step: int) -> str:
         """The time left: random play at its measured speed, then learning at its own once
@@ -188,7 +197,7 @@ class Progress:
         if step < self._learning_from:
             left = (self._learning_from - step) * random_s / max(random_steps, 1)
             return f"random play ends in {_clock(left)}; learning speed not measured yet"
-        if learn_s < self.MIN_LEARNING_S:
+        if learn_s < self.MIN_LEARNING_S:  # its warm-up, then its first seconds
             return "ETA: measuring the learning speed"
         rate = learn_steps / learn_s
         return f"ETA {_clock((self._total - step) / rate)} (est. at {rate:,.0f} steps/s)"
