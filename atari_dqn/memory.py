@@ -31,8 +31,12 @@ def needed_bytes(cfg: Config) -> int:
     """Bytes a run of `cfg` needs at most: its full replay, the trainer, one env worker per
     env at most (fewer on a machine with fewer cores)."""
     workers = min(cfg.loop.num_envs, os.cpu_count() or 1)
-    replay = ring_bytes(cfg.replay.capacity, cfg.loop.num_envs, cfg.env.screen_size)
-    return replay + TRAINER_BYTES + workers * WORKER_BYTES
+    return _replay_bytes(cfg) + TRAINER_BYTES + workers * WORKER_BYTES
+
+
+def _replay_bytes(cfg: Config) -> int:
+    replay = cfg.replay
+    return ring_bytes(replay.capacity, cfg.loop.num_envs, cfg.env.screen_size, replay.prioritized)
 
 
 def available_bytes() -> int | None:
@@ -62,7 +66,7 @@ def check_fits(cfg: Config, available: int | None = None) -> None:
     if available is None or need <= available:
         return
     per_transition = ring_bytes(1, 1, cfg.env.screen_size)
-    replay = ring_bytes(cfg.replay.capacity, cfg.loop.num_envs, cfg.env.screen_size)
+    replay = _replay_bytes(cfg)
     room = max(0, available - (need - replay)) // per_transition
     lower = (
         f"lower replay.capacity to at most {room:,}"

@@ -11,9 +11,9 @@ NATURE_CONVS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
 """(out channels, kernel, stride) of the Nature CNN's three convolutions (Methods, "Model
 architecture")."""
 
-SLOT_METADATA_BYTES = 4 + 4 + 4 * 1
-"""Per ring slot besides its frame: action (int32), reward (float32) and four uint8 flags
-(first, has_next, terminated, truncated)."""
+SLOT_METADATA_BYTES = 4 + 4 + 5 * 1
+"""Per ring slot besides its frame: action (int32), reward (float32) and five uint8 flags
+(first, has_next, terminated, truncated, valid)."""
 
 
 def conv_side(screen_size: int) -> int:
@@ -38,8 +38,10 @@ def min_capacity(num_envs: int, history_length: int, n_step: int = 1) -> int:
     return (history_length + n_step) * num_envs
 
 
-def ring_bytes(capacity: int, num_envs: int, screen_size: int) -> int:
+def ring_bytes(capacity: int, num_envs: int, screen_size: int, prioritized: bool = False) -> int:
     """Bytes a full frame ring holds: one frame and its metadata per slot (capacity //
-    num_envs slots per env)."""
+    num_envs slots per env), and a prioritized ring's sum tree (2 * L float64 nodes, L the
+    smallest power of two at least the slots)."""
     slots = (capacity // num_envs) * num_envs
-    return slots * (screen_size * screen_size + SLOT_METADATA_BYTES)
+    tree = 2 * (1 << max(slots - 1, 0).bit_length()) * 8 if prioritized else 0
+    return slots * (screen_size * screen_size + SLOT_METADATA_BYTES) + tree

@@ -9,7 +9,7 @@ are stored oldest first: row r of env e is its slot `(cursor[e] + r) % filled_sl
 order in which the ring overwrites them.
 
 That order is what lets a save run while training goes on (`RingSave`): the ring's
-metadata is copied at once (12 bytes a slot, and a prioritized ring's tree, whose
+metadata is copied at once (13 bytes a slot, and a prioritized ring's tree, whose
 priorities change meanwhile) and its frames are written in place, each env's oldest first
 and all envs side by side, while a write to a frame not yet saved waits for it
 (`FrameRing.begin_save`). The writer outruns the trainer by far, so it rarely waits.
