@@ -15,6 +15,7 @@ import ale_py
 import gymnasium
 
 from atari_dqn.errors import UnknownGameError
+from atari_dqn.shell import atari_dqn_command
 
 _ID_SUFFIX = re.compile(r"(NoFrameskip|Deterministic)?-v\d+$")
 
@@ -63,7 +64,7 @@ def game_name(name: str) -> str:
     if game is None:
         raise UnknownGameError(
             f"unknown game '{name}'{_suggest(name)} "
-            f"(python -m atari_dqn games lists all {len(_games())})"
+            f"({atari_dqn_command('games')} lists all {len(_games())})"
         )
     return game
 

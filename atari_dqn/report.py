@@ -27,6 +27,7 @@ from atari_dqn.errors import ConfigError
 from atari_dqn.report_figures import film_lines, plot_run, read_csv
 from atari_dqn.rundir import RunDir
 from atari_dqn.scores import human_normalized, lookup
+from atari_dqn.shell import atari_dqn_command
 from atari_dqn.stats import bootstrap_ci, iqm, stratified_bootstrap_ci
 
 PAPER_FRAMES = 200_000_000  # 50M agent steps x 4 frames (Nature, Methods)
@@ -94,9 +95,8 @@ def _final_scores(
     if record is None:
         evals = read_csv(run.evals_csv)
         if not evals:
-            raise ConfigError(
-                f"'{run}' has no evaluation yet: run `python -m atari_dqn eval --run-dir {run}`"
-            )
+            command = atari_dqn_command("eval", "--run-dir", run.path)
+            raise ConfigError(f"'{run}' has no evaluation yet: run `{command}`")
         source, record = "evals.csv (last evaluation)", _from_csv_row(evals[-1])
     cap = int(record["protocol"]["max_episode_frames"])
     interval = (float(record["ci_low"]), float(record["ci_high"]))

@@ -24,7 +24,6 @@ import json
 import os
 import shlex
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from atari_dqn.config import Config
 from atari_dqn.configfile import load_config, to_yaml
 from atari_dqn.durable import atomic_write_text
 from atari_dqn.errors import ConfigError
+from atari_dqn.shell import atari_dqn_command, near
 
 MAKE_MARKER = "ATARI_DQN_MAKE"
 """Set by the Makefile's targets, so a run tells its user to resume it with `make resume`."""
@@ -124,14 +124,10 @@ class RunDir:
 
     def resume_command(self) -> str:
         """The command that resumes this run, as it works from where the user stands: `make
-        resume RUN_DIR=...` for a run the Makefile started, else this Python's own
-        `-m atari_dqn train --resume ...` (a path relative to here when it is below here)."""
+        resume RUN_DIR=...` for a run the Makefile started, else `atari_dqn_command`'s."""
         if os.environ.get(MAKE_MARKER):
-            return f"make resume RUN_DIR={shlex.quote(_near(self.path))}"
-        python = _near(Path(sys.executable))
-        if "/" not in python:  # a bare name would be looked up on the PATH
-            python = f"./{python}"
-        return f"{shlex.quote(python)} -m atari_dqn train --resume {shlex.quote(_near(self.path))}"
+            return f"make resume RUN_DIR={shlex.quote(near(self.path))}"
+        return atari_dqn_command("train", "--resume", self.path)
 
     @staticmethod
     def read_record(path: Path) -> dict[str, Any] | None:
@@ -141,15 +137,3 @@ class RunDir:
     @staticmethod
     def write_record(path: Path, record: dict[str, Any]) -> None:
         atomic_write_text(path, json.dumps(record, indent=2) + "\n")
-
-
-def _near(path: Path) -> str:
-    """`path` relative to the working directory when it lies below it, else absolute.
-
-    Not resolved: a virtual environment's python is a link, and resolving it would name
-    the base interpreter, which lacks the project's packages."""
-    absolute = Path(os.path.abspath(path))
-    try:
-        return str(absolute.relative_to(Path.cwd()))
-    except ValueError:
-        return str(absolute)

@@ -125,13 +125,15 @@ def test_update_readme_lets_a_clean_tree_past_the_dirt_check(tmp_path):
     assert not (root / "benchmarks").exists()
 
 
-def fake_part_record(out_dir: Path, part: str, commit: str, dirty: bool | str) -> None:
+def fake_part_record(
+    out_dir: Path, part: str, commit: str, dirty: bool | str, command: str | None = None
+) -> None:
     """A part's record as `write_results` leaves it, with one headline ratio for `e2e`."""
     summary = {"ratio_vs_sb3_1env": 1.5} if part == "e2e" else {}
     record = {
         "benchmark": part,
         "time_utc": "2026-01-01T00:00:00+00:00",
-        "command": f"python -m atari_dqn bench {part}",
+        "command": command or f"python -m atari_dqn bench {part}",
         "commit": commit,
         "dirty": dirty,
         "summary": summary,
@@ -156,8 +158,12 @@ def test_the_readme_section_names_the_commit_of_the_records_it_shows(tmp_path, m
     readme = Path("README.md").read_text()
     assert f"env at commit `{'a' * 40}` (work tree clean)" in readme
     assert f"e2e at commit `{'b' * 40}` (work tree clean)" in readme
-    fake_part_record(out, "env", "b" * 40, False)
-    assert suite.summarise(out)["commit"] == "b" * 40
+    # Each part was measured by a command of its own, and the section says which.
+    assert "env: `python -m atari_dqn bench env`; e2e: `python -m atari_dqn bench e2e`" in readme
+    fake_part_record(out, "env", "b" * 40, False, command="python -m atari_dqn bench all")
+    fake_part_record(out, "e2e", "b" * 40, False, command="python -m atari_dqn bench all")
+    assert suite.summarise(out, update_readme=True)["commit"] == "b" * 40
+    assert "Measured by `python -m atari_dqn bench all` on" in Path("README.md").read_text()
 
 
 def test_update_readme_refuses_to_show_a_record_measured_from_a_dirty_tree(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,9 +29,25 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_games_lists_every_game_sorted_with_its_action_count():
-    result = cli("games")
-    assert result.returncode == 0
+def test_an_unknown_games_error_names_the_games_command_which_lists_each_with_its_actions(
+    tmp_path,
+):
+    # The command the error names is run as printed, from where it was printed, by a shell
+    # whose PATH has no project python.
+    refused = cli("train", "--game", "Breakot", "--run-dir", str(tmp_path / "run"))
+    assert refused.returncode == 2 and not (tmp_path / "run").exists()
+    printed = re.fullmatch(r"error: unknown game .*\((.+) lists all \d+\)\n", refused.stderr)
+    assert printed, refused.stderr
+    result = subprocess.run(
+        printed[1],
+        shell=True,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     counts = {x.split()[0]: int(x.split()[1]) for x in lines if x.endswith(" actions")}
     assert counts["Breakout"] == 4 and counts["Pong"] == 6

@@ -10,6 +10,7 @@ import pytest
 from atari_dqn.env.atari import make_env
 from atari_dqn.errors import ConfigError, UnknownGameError
 from atari_dqn.games import game_name, gymnasium_id
+from atari_dqn.shell import atari_dqn_command
 
 
 @pytest.mark.parametrize(
@@ -35,10 +36,10 @@ def test_unknown_game_error_suggests_close_names_and_the_games_command() -> None
         gymnasium_id("Breakot")
     assert str(err.value) == (
         f"unknown game 'Breakot'; did you mean 'Breakout'? "
-        f"(python -m atari_dqn games lists all {count})"
+        f"({atari_dqn_command('games')} lists all {count})"
     )
     assert isinstance(err.value, ConfigError)
     with pytest.raises(UnknownGameError, match=r"did you mean '\w+', '\w+' or '\w+'\?"):
         gymnasium_id("Pon")
-    with pytest.raises(UnknownGameError, match=r"^unknown game 'zzzzzz' \(python"):
+    with pytest.raises(UnknownGameError, match=r"^unknown game 'zzzzzz' \("):
         make_env("zzzzzz")

@@ -25,6 +25,7 @@ from atari_dqn.bench.results import (
     record_stem,
 )
 from atari_dqn.errors import ConfigError
+from atari_dqn.shell import atari_dqn_command
 
 PARTS = ("env", "replay", "learner", "e2e", "variants", "video")
 README = Path("README.md")
@@ -212,6 +213,14 @@ def _code_words(code: dict[str, Any]) -> str:
     return f"Code: the parts measured different code: {each}."
 
 
+def _command_words(commands: dict[str, str]) -> str:
+    """The command that measured the records, or each part's where they differ (a part
+    measured alone, or with `--quick`)."""
+    if len(set(commands.values())) == 1:
+        return f"`{next(iter(commands.values()))}`"
+    return "; ".join(f"{part}: `{command}`" for part, command in commands.items())
+
+
 def _refuse_uncommitted_records(code: dict[str, Any]) -> None:
     """The README shows only records of committed code, whenever they were measured."""
     unclean = [part for part, c in code["parts"].items() if c["dirty"] is not False]
@@ -219,7 +228,7 @@ def _refuse_uncommitted_records(code: dict[str, Any]) -> None:
         raise ConfigError(
             f"--update-readme: today's records of {', '.join(unclean)} were not measured from "
             "a clean work tree (or do not say); measure them again from committed code "
-            f"(python -m atari_dqn bench {unclean[0]}) before updating the README"
+            f"({atari_dqn_command('bench', unclean[0])}) before updating the README"
         )
 
 
@@ -263,7 +272,7 @@ def summarise(out_dir: Path = RESULTS_DIR, *, update_readme: bool = False) -> di
     curve = plot_scaling(out_dir, machine, scaling_plot)
     when = ", ".join(f"{part} {r['time_utc'][:16]}" for part, r in records.items())
     section = (
-        f"Measured by `python -m atari_dqn bench all` (`make bench`) on {where} (UTC: {when}); "
+        f"Measured by {_command_words(record['commands'])} on {where} (UTC: {when}); "
         f"each ratio compares ours with the peer in the same run. {_code_words(code)} Full "
         f"records: `{out_dir / stem}.json` and the per-part files beside it.\n\n"
         f"{markdown_table(rows)}\n"

@@ -44,7 +44,6 @@ _MAGIC = b"ATARIDQN-RING\x00\x02\x00"
 _TRAILER = struct.Struct("<QI16s")  # header length, header CRC-32, magic
 _CHUNK_BYTES = 64 << 20
 _FLAGS = ("first", "has_next", "terminated", "truncated", "active")  # each 0 or 1
-# What a header without these keys (written before the ring had them) means.
 
 
 class _Corrupt(Exception):
