@@ -30,6 +30,7 @@ import numpy as np
 
 from atari_dqn.config import EnvConfig
 from atari_dqn.env.atari import Emulator
+from atari_dqn.env.block import GameStart
 from atari_dqn.errors import ConfigError
 
 SCALE = 2
@@ -55,7 +56,7 @@ class GameTrace:
     score: float = 0.0
     """Raw points the agent's actions earned (the game's score, less any earned by the
     reset's no-ops and FIRE, which come before the first action)."""
-    start_state: bytes = b""
+    start: GameStart | None = None
     actions: list[int] = field(default_factory=list)
     explored: list[bool] = field(default_factory=list)
     q_values: list[np.ndarray] = field(default_factory=list)
@@ -68,8 +69,8 @@ class GameRecorder:
     and `game_over` for each env whose game ended; `traces` gives the kept games."""
 
     def start(self, num_envs: int) -> None:
-        self.starts: list[list[bytes]] = []
-        """Per env, its games' start states (`VectorEnv.game_starts`), set at the end."""
+        self.starts: list[list[GameStart]] = []
+        """Per env, its games' starts (`VectorEnv.game_starts`), set at the end."""
         self._current = [GameTrace(env) for env in range(num_envs)]
         self._started = [0] * num_envs  # games started per env: indexes its start states
         self._kept: list[tuple[GameTrace, int]] = []
@@ -94,7 +95,7 @@ class GameRecorder:
     def traces(self) -> list[GameTrace]:
         """The kept games, in the order they ended (that of the scores), with their starts."""
         for trace, number in self._kept:
-            trace.start_state = self.starts[trace.env][number]
+            trace.start = self.starts[trace.env][number]
         return [trace for trace, _ in self._kept]
 
 
@@ -201,7 +202,8 @@ def draw_panel(
 
 def _write_video(trace: GameTrace, emulator: Emulator, names: list[str], path: Path) -> None:
     ale = emulator.ale
-    ale.restoreState(ale_py.ALEState(trace.start_state))
+    assert trace.start is not None, "a kept game's start is set by GameRecorder.traces"
+    ale.restoreState(ale_py.ALEState(trace.start.state))
     action_set = (
         ale.getLegalActionSet() if emulator.cfg.full_action_space else ale.getMinimalActionSet()
     )
@@ -224,7 +226,9 @@ def _write_video(trace: GameTrace, emulator: Emulator, names: list[str], path: P
                 zip(trace.actions, trace.explored, trace.q_values, strict=True)
             ):
                 frame = blank.copy()
-                screen = cv2.cvtColor(ale.getScreenRGB(), cv2.COLOR_RGB2BGR)
+                # The first screen is the one saved: the emulator's shows its previous game.
+                rgb = trace.start.screen if step == 0 else ale.getScreenRGB()
+                screen = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
                 cv2.resize(
                     screen,
                     (SCREEN_WIDTH, FRAME_SIZE[0]),

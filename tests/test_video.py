@@ -59,6 +59,14 @@ def frames_and_size(path: Path) -> tuple[int, tuple[int, int]]:
     return count, shape
 
 
+def first_frame(path: Path) -> np.ndarray:
+    capture = cv2.VideoCapture(str(path))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok, path
+    return frame
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("video") / "run"
@@ -116,6 +124,11 @@ def test_recording_plays_the_same_games_and_a_replay_that_differs_is_refused(tmp
     names = action_meanings(cfg.env)
     both = write_videos(traces, [0, 1], eval_env_config(cfg), names, tmp_path / "a", 0)
     assert [frames_and_size(p)[0] for p in both] == recorded.steps
+    # Game 2 filmed alone, by an emulator that has shown no game before, is the same video:
+    # its first screen is its own start, not the last screen of the game filmed before it.
+    (alone,) = write_videos(traces, [1], eval_env_config(cfg), names, tmp_path / "alone", 0)
+    assert np.array_equal(first_frame(alone), first_frame(both[1]))
+    assert not np.array_equal(first_frame(both[0]), first_frame(both[1]))
     traces[1].actions[:] = [1] * len(traces[1].actions)  # FIRE only: another game
     traces[1].score += 1000
     with pytest.raises(VideoError, match="not be the evaluated game"):

@@ -15,7 +15,7 @@ frames.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -32,6 +32,15 @@ def env_seed(seed: int, index: int) -> int:
 def spare_seed(seed: int | None) -> int | None:
     """The spare emulator's seed: a function of the env's seed, unrelated to it."""
     return None if seed is None else int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])
+
+
+class GameStart(NamedTuple):
+    """Where a game began: the emulator state (with its RNG), enough to play the game again
+    from its actions, and the screen then, which restoring a state does not bring back (the
+    ALE's screen keeps whatever its emulator drew last)."""
+
+    state: bytes
+    screen: np.ndarray  # (210, 160, 3) RGB
 
 
 class SpareGames(Games):
@@ -103,7 +112,9 @@ class EnvBlock:
         self.envs = [AtariEnv(cfg, env_seed(seed, i), games=SpareGames) for i in range(lo, hi)]
         # With `record_starts`, the emulator state each game starts from, per env: enough
         # to play a game again from its actions (atari_dqn.video).
-        self.starts: list[list[bytes]] | None = [[] for _ in self.envs] if record_starts else None
+        self.starts: list[list[GameStart]] | None = (
+            [[] for _ in self.envs] if record_starts else None
+        )
         per_block = ("control", "status", "pending")
         self.rows = {name: a[lo:hi] for name, a in arrays.items() if name not in per_block}
         self.pending = arrays["pending"][k : k + 1]
@@ -113,7 +124,9 @@ class EnvBlock:
 
     def _started_game(self, j: int) -> None:
         if self.starts is not None:
-            self.starts[j].append(self.envs[j].ale.cloneState(include_rng=True).serialize())
+            ale = self.envs[j].ale
+            state = ale.cloneState(include_rng=True).serialize()
+            self.starts[j].append(GameStart(state, ale.getScreenRGB()))
 
     def reset(self) -> None:
         for j, env in enumerate(self.envs):

@@ -25,7 +25,7 @@ import numpy as np
 
 from atari_dqn.config import EnvConfig
 from atari_dqn.env import workers
-from atari_dqn.env.block import EnvBlock
+from atari_dqn.env.block import EnvBlock, GameStart
 from atari_dqn.env.step import VecStep
 from atari_dqn.env.workers import BlockSpec, Command, Layout
 from atari_dqn.errors import ConfigError
@@ -214,8 +214,8 @@ class VectorEnv:
         """Every env's state (AtariEnv.get_state), in env order: a checkpoint resumes exactly."""
         return self._gather(Command.GET_STATE, lambda: self._local.get_state())
 
-    def game_starts(self) -> list[list[bytes]]:
-        """Per env, the emulator state each of its games started from (with `record_starts`)."""
+    def game_starts(self) -> list[list[GameStart]]:
+        """Per env, where each of its games started (with `record_starts`)."""
         return self._gather(Command.GET_STARTS, lambda: list(self._local.starts))
 
     def set_state(self, states: list[dict[str, Any]]) -> None:
