@@ -129,7 +129,7 @@ def fake_part_record(
     out_dir: Path, part: str, commit: str, dirty: bool | str, command: str | None = None
 ) -> None:
     """A part's record as `write_results` leaves it, with one headline ratio for `e2e`."""
-    summary = {"ratio_vs_sb3_1env": 1.5} if part == "e2e" else {}
+    summary = {"ratio_vs_sb3_1env": 1.5, "median_of_runs": 1} if part == "e2e" else {}
     record = {
         "benchmark": part,
         "time_utc": "2026-01-01T00:00:00+00:00",
@@ -160,6 +160,7 @@ def test_the_readme_section_names_the_commit_of_the_records_it_shows(tmp_path, m
     assert f"e2e at commit `{'b' * 40}` (work tree clean)" in readme
     # Each part was measured by a command of its own, and the section says which.
     assert "env: `python -m atari_dqn bench env`; e2e: `python -m atari_dqn bench e2e`" in readme
+    assert "Runs: e2e: one run per figure." in readme
     fake_part_record(out, "env", "b" * 40, False, command="python -m atari_dqn bench all")
     fake_part_record(out, "e2e", "b" * 40, False, command="python -m atari_dqn bench all")
     assert suite.summarise(out, update_readme=True)["commit"] == "b" * 40

@@ -221,6 +221,17 @@ def _command_words(commands: dict[str, str]) -> str:
     return "; ".join(f"{part}: `{command}`" for part, command in commands.items())
 
 
+def _runs_words(summaries: dict[str, dict[str, Any]]) -> str:
+    """How many runs each figure of the end-to-end parts is (their runs are long, and
+    one run of them says so)."""
+    counts = {p: s["median_of_runs"] for p, s in summaries.items() if "median_of_runs" in s}
+    each = [
+        f"{part}: {'one run' if n == 1 else f'the median of {n} runs'} per figure"
+        for part, n in counts.items()
+    ]
+    return f" Runs: {'; '.join(each)}." if each else ""
+
+
 def _refuse_uncommitted_records(code: dict[str, Any]) -> None:
     """The README shows only records of committed code, whenever they were measured."""
     unclean = [part for part, c in code["parts"].items() if c["dirty"] is not False]
@@ -273,7 +284,8 @@ def summarise(out_dir: Path = RESULTS_DIR, *, update_readme: bool = False) -> di
     when = ", ".join(f"{part} {r['time_utc'][:16]}" for part, r in records.items())
     section = (
         f"Measured by {_command_words(record['commands'])} on {where} (UTC: {when}); "
-        f"each ratio compares ours with the peer in the same run. {_code_words(code)} Full "
+        f"each ratio compares ours with the peer in the same run.{_runs_words(summaries)} "
+        f"{_code_words(code)} Full "
         f"records: `{out_dir / stem}.json` and the per-part files beside it.\n\n"
         f"{markdown_table(rows)}\n"
         f"![benchmark ratios]({plot.as_posix()})\n"

@@ -110,8 +110,8 @@ class EnvBlock:
         record_starts: bool = False,
     ):
         self.envs = [AtariEnv(cfg, env_seed(seed, i), games=SpareGames) for i in range(lo, hi)]
-        # With `record_starts`, the emulator state each game starts from, per env: enough
-        # to play a game again from its actions (atari_dqn.video).
+        # With `record_starts`, where each game starts (`GameStart`), per env: enough to
+        # play a game again from its actions and film it (atari_dqn.video).
         self.starts: list[list[GameStart]] | None = (
             [[] for _ in self.envs] if record_starts else None
         )
