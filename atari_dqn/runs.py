@@ -63,7 +63,7 @@ def _say_what_it_is(cfg: Config, run: RunDir, runtime: Runtime, source: str | No
     if steps >= PAPER_STEPS and not runtime.on_cuda:
         print(
             f"  {steps // 10**6}M agent steps, the paper's full run or longer: on a CPU that "
-            "takes days; configs/cpu_demo.yaml learns Breakout in a few hours on 2 cores"
+            "takes days; configs/cpu_demo.yaml learns Breakout in one to two hours on 2 cores"
         )
     print(f"  Ctrl-C stops it with a checkpoint; resume with: {run.resume_command()}")
 

@@ -4,6 +4,7 @@ disk and driven to divergence, and replay files damaged byte by byte."""
 from __future__ import annotations
 
 import csv
+import json
 import resource
 import signal
 import subprocess
@@ -104,11 +105,15 @@ def test_a_run_killed_with_sigkill_three_times_ends_as_one_never_killed_and_leav
 def test_a_stop_signal_saves_a_checkpoint_that_resumes_and_says_how(tmp_path, sig, code):
     # SIGHUP is what a closed terminal or a dropped SSH session sends.
     run = tmp_path / "run"
-    proc = start(run, "loop.total_steps=10000000")
+    proc = start(run, "loop.total_steps=50000000")
     wait_for(lambda: (run / "metrics.csv").exists())
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == code, out
+    if json.loads((run / "runtime.json").read_text())["device"] == "cpu":
+        # The paper's length on a CPU: the run says what that costs and what learns sooner.
+        assert "50M agent steps, the paper's full run or longer: on a CPU that takes days; " in out
+        assert "configs/cpu_demo.yaml learns Breakout in one to two hours on 2 cores" in out
     assert f"--resume {run}" in out and "Traceback" not in out
     assert f"--resume {run}" in (run / "run.log").read_text()  # the terminal may be gone
     saved = checkpoint_step(run)
