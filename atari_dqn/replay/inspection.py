@@ -8,28 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from atari_dqn.replay import kernels
 from atari_dqn.replay.batch import Batch, empty_batch
 from atari_dqn.replay.gather import gather_kernel
 from atari_dqn.replay.ring import FrameRing, pixel_rows
+from atari_dqn.replay.storage import validity_of
 
 
 def valid_transitions(ring: FrameRing) -> tuple[np.ndarray, np.ndarray]:
     """(env_ids, slots), int64[K] each: every transition `sample` may draw, found by brute
     force from the metadata (not from the flags the ring keeps, which it is checked against)."""
-    s = ring.state_views(ring.slots)
-    flags = np.zeros(s["first"].shape, np.uint8)
-    kernels.validity_kernel(
-        s["first"],
-        s["has_next"],
-        s["terminated"],
-        s["truncated"],
-        s["cursor"],
-        s["written"],
-        ring.history_length,
-        ring.n_step,
-        flags,
-    )
+    flags = validity_of(ring.state_views(ring.slots), ring.history_length, ring.n_step)
     env_ids, slots = np.nonzero(flags)
     return env_ids.astype(np.int64), slots.astype(np.int64)
 

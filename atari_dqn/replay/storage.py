@@ -25,6 +25,25 @@ from atari_dqn.replay import gather, kernels, sumtree
 from atari_dqn.replay.batch import Batch
 
 
+def validity_of(arrays: dict[str, np.ndarray], history: int, n_step: int) -> np.ndarray:
+    """uint8[N, filled] validity flags of a saved state (`RingArrays.views`) by brute force
+    from its metadata: which transitions of `n_step` steps and `history`-frame stacks a
+    sampler may draw."""
+    out = np.zeros(arrays["first"].shape, np.uint8)
+    kernels.validity_kernel(
+        arrays["first"],
+        arrays["has_next"],
+        arrays["terminated"],
+        arrays["truncated"],
+        arrays["cursor"],
+        arrays["written"],
+        history,
+        n_step,
+        out,
+    )
+    return out
+
+
 class RingArrays:
     """The arrays of a ring of `num_envs` x `slots` frames of `pixels` bytes, transitions of
     up to `n_step` steps discounted by `gamma`, stacks of `history` frames; with a sum tree
@@ -157,53 +176,16 @@ class RingArrays:
             return gather.prioritized_sample_kernel(*self._prioritized_args, *shape, beta, *out)
         return gather.sample_kernel(*self._sample_args, *shape, *out)
 
-    def gather(self, env_ids: np.ndarray, slot_ids: np.ndarray, batch: Batch, rows) -> None:
-        """The transitions at valid (env, slot) pairs (int64[B] each) into `batch`."""
-        gather.gather_kernel(
-            self.frames,
-            self.first,
-            self.action,
-            self.reward,
-            self.terminated,
-            self.truncated,
-            env_ids,
-            slot_ids,
-            self.history,
-            self.n_step,
-            self.gamma,
-            rows,
-            batch.action,
-            batch.reward,
-            batch.discount,
-            batch.index,
-        )
-
     def stacks(self, out_rows: np.ndarray) -> None:
         """Each env's acting stack into `out_rows` (uint8[N, history, H*W])."""
         kernels.stacks_kernel(self.frames, self.first, self.cursor, self.history, out_rows)
 
     # ---- validity ---------------------------------------------------------------------
 
-    def validity_of(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
-        """uint8[N, filled] validity flags of a saved state (`views`), by brute force."""
-        out = np.zeros(arrays["first"].shape, np.uint8)
-        kernels.validity_kernel(
-            arrays["first"],
-            arrays["has_next"],
-            arrays["terminated"],
-            arrays["truncated"],
-            arrays["cursor"],
-            arrays["written"],
-            self.history,
-            self.n_step,
-            out,
-        )
-        return out
-
     def checked_validity(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         """The validity flags of a saved state (`validity_of`), after checking a prioritized
         ring's tree against them (ReplayError if it is inconsistent)."""
-        flags = self.validity_of(arrays)
+        flags = validity_of(arrays, self.history, self.n_step)
         if self.nodes.size and (problem := self.priority_problem(arrays["priority_tree"], flags)):
             raise ReplayError(f"replay state's priority tree is inconsistent: {problem}")
         return flags
