@@ -36,12 +36,11 @@ def _cmd_games(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
-        from atari_dqn.runs import resume
-
-        return resume(Path(args.resume), overrides=args.overrides)
+        return _resume(args)
     if not args.game:
         raise ConfigError("train needs --game (e.g. --game Breakout) or --resume RUN_DIR")
-    cfg = load_config(args.config, args.overrides, game=args.game)
+    source = args.config or DEFAULT_CONFIG
+    cfg = load_config(source, args.overrides, game=args.game)
     if args.dry_run:
         print(to_yaml(cfg), end="")
         return 0
@@ -49,7 +48,36 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from atari_dqn.runs import train
 
     run_dir = Path(args.run_dir) if args.run_dir else RunDir.new(cfg.env.game).path
-    return train(cfg, run_dir, source=args.config)
+    return train(cfg, run_dir, source=source)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    """`train --resume`: the run's own game, config and directory, changed only by
+    key=value overrides; with --dry-run the config the resume would run, checked as it is."""
+    given = [
+        flag
+        for flag, value in (
+            ("--game", args.game),
+            ("--config", args.config),
+            ("--run-dir", args.run_dir),
+        )
+        if value
+    ]
+    if given:
+        raise ConfigError(
+            f"--resume continues a run with its own game, config and directory: drop "
+            f"{', '.join(given)} (change what a resume may change with key=value, e.g. "
+            f"loop.total_steps=1000000)"
+        )
+    from atari_dqn.rundir import RunDir
+
+    cfg = RunDir(Path(args.resume)).resumed_config(args.overrides)
+    if args.dry_run:
+        print(to_yaml(cfg), end="")
+        return 0
+    from atari_dqn.runs import resume
+
+    return resume(Path(args.resume), overrides=args.overrides)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -130,9 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a DQN on one game")
     p.add_argument("--game", help="Atari game, e.g. Breakout (see `games`)")
-    p.add_argument(
-        "--config", default=DEFAULT_CONFIG, help=f"YAML config (default {DEFAULT_CONFIG})"
-    )
+    p.add_argument("--config", help=f"YAML config (default {DEFAULT_CONFIG})")
     p.add_argument("--run-dir", help="output directory (default runs/<game>-<timestamp>)")
     p.add_argument(
         "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint"

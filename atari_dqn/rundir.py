@@ -28,8 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from atari_dqn.config import Config
-from atari_dqn.configfile import load_config, to_yaml
+from atari_dqn.config import Config, fixed_on_resume_keys
+from atari_dqn.configfile import flatten, load_config, to_yaml
 from atari_dqn.durable import atomic_write_text
 from atari_dqn.errors import ConfigError
 from atari_dqn.shell import atari_dqn_command, near
@@ -95,6 +95,23 @@ class RunDir:
                 f"'{self.path}' is not a run directory: it has no {self.config_file.name}"
             )
         return load_config(self.config_file, overrides)
+
+    def resumed_config(self, overrides: list[str] | None = None) -> Config:
+        """The config a resume with `overrides` runs: the saved one with them applied, after
+        checking that they leave alone what a resumed run keeps (`fixed_on_resume_keys`)."""
+        saved = flatten(self.read_config())
+        cfg = self.read_config(overrides)
+        changed = [
+            f"{key} ({saved[key]} -> {value})"
+            for key, value in flatten(cfg).items()
+            if key in fixed_on_resume_keys() and saved[key] != value
+        ]
+        if changed:
+            raise ConfigError(
+                f"a resumed run keeps its game, env settings, replay and envs, and the overrides "
+                f"change {', '.join(sorted(changed))}: start a new run for that"
+            )
+        return cfg
 
     def write_config(self, cfg: Config) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

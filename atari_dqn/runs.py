@@ -17,8 +17,8 @@ from rich.progress import Progress
 
 from atari_dqn import checkpoint as ckpt
 from atari_dqn.build import evaluation_policy, new_parts, parts_from_checkpoint
-from atari_dqn.config import Config, fixed_on_resume_keys
-from atari_dqn.configfile import flatten, parse_overrides
+from atari_dqn.config import Config
+from atari_dqn.configfile import parse_overrides
 from atari_dqn.env.atari import action_meanings
 from atari_dqn.errors import ConfigError
 from atari_dqn.evaluate import evaluate_and_film
@@ -93,8 +93,7 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> int:
     """Continue the run in `run_dir` from its checkpoint (overrides may extend it); a run
     stopped before its first checkpoint starts again from step 0 with its saved config."""
     run = RunDir(run_dir)
-    cfg = run.read_config(overrides)
-    _check_unchanged(run.read_config(), cfg)
+    cfg = run.resumed_config(overrides)
     check_fits(cfg)
     runtime = resolve(cfg)
     with run.locked():
@@ -118,20 +117,6 @@ def _fail_writes_past_file_size_limits() -> None:
     Python sets signal handlers in the main thread only; elsewhere the default stays."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-
-
-def _check_unchanged(saved: Config, cfg: Config) -> None:
-    before, after = flatten(saved), flatten(cfg)
-    changed = [
-        f"{key} ({before[key]} -> {after[key]})"
-        for key in sorted(fixed_on_resume_keys())
-        if before[key] != after[key]
-    ]
-    if changed:
-        raise ConfigError(
-            f"a resumed run keeps its game, env settings, replay and envs, and the overrides "
-            f"change {', '.join(changed)}: start a new run for that"
-        )
 
 
 def start_or_resume(cfg: Config, run_dir: Path) -> int:
