@@ -99,17 +99,17 @@ class RunDir:
     def resumed_config(self, overrides: list[str] | None = None) -> Config:
         """The config a resume with `overrides` runs: the saved one with them applied, after
         checking that they leave alone what a resumed run keeps (`fixed_on_resume_keys`)."""
-        saved = flatten(self.read_config())
         cfg = self.read_config(overrides)
+        before, after = flatten(self.read_config()), flatten(cfg)
         changed = [
-            f"{key} ({saved[key]} -> {value})"
-            for key, value in flatten(cfg).items()
-            if key in fixed_on_resume_keys() and saved[key] != value
+            f"{key} ({before[key]} -> {after[key]})"
+            for key in sorted(fixed_on_resume_keys())
+            if before[key] != after[key]
         ]
         if changed:
             raise ConfigError(
                 f"a resumed run keeps its game, env settings, replay and envs, and the overrides "
-                f"change {', '.join(sorted(changed))}: start a new run for that"
+                f"change {', '.join(changed)}: start a new run for that"
             )
         return cfg
 
