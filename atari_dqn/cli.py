@@ -69,11 +69,10 @@ def _resume(args: argparse.Namespace) -> int:
             f"{', '.join(given)} (change what a resume may change with key=value, e.g. "
             f"loop.total_steps=1000000)"
         )
-    from atari_dqn.rundir import RunDir
-
-    cfg = RunDir(Path(args.resume)).resumed_config(args.overrides)
     if args.dry_run:
-        print(to_yaml(cfg), end="")
+        from atari_dqn.rundir import RunDir
+
+        print(to_yaml(RunDir(Path(args.resume)).resumed_config(args.overrides)), end="")
         return 0
     from atari_dqn.runs import resume
 
