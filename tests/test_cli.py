@@ -231,19 +231,23 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_0(tmp_path)
 def test_a_resume_dry_run_prints_what_it_would_run_and_touches_nothing(tmp_path):
     run = tmp_path / "run"
     RunDir(run).write_config(load_config(SMOKE))
-    before = sorted(p.name for p in run.iterdir()), (run / "config.yaml").read_text()
+
+    def contents() -> tuple[list[str], str]:
+        return sorted(p.name for p in run.iterdir()), (run / "config.yaml").read_text()
+
+    before = contents()
     result = cli("train", "--resume", str(run), "--dry-run", "loop.total_steps=900")
     assert result.returncode == 0, result.stderr
     cfg = yaml.safe_load(result.stdout)
     assert cfg["loop"]["total_steps"] == 900 and cfg["env"]["game"] == "Breakout"
-    assert (sorted(p.name for p in run.iterdir()), (run / "config.yaml").read_text()) == before
+    assert contents() == before
     # It checks the overrides as the resume would: what a resumed run keeps is refused.
     refused = cli("train", "--resume", str(run), "--dry-run", "replay.capacity=6000")
     one_error_line(refused, "replay.capacity (")
     # The run's own game, config and directory are not to be given again.
     again = cli("train", "--resume", str(run), "--game", "Pong", "--config", str(SMOKE))
     one_error_line(again, "drop --game, --config")
-    assert (sorted(p.name for p in run.iterdir()), (run / "config.yaml").read_text()) == before
+    assert contents() == before
 
 
 @pytest.mark.skipif(
