@@ -24,6 +24,7 @@ from atari_dqn.config import Config, experiment_keys
 from atari_dqn.configfile import flatten
 from atari_dqn.env.atari import action_meanings
 from atari_dqn.errors import ConfigError
+from atari_dqn.provenance import describe_code
 from atari_dqn.report_figures import film_lines, plot_run, read_csv
 from atari_dqn.rundir import RunDir
 from atari_dqn.scores import human_normalized, lookup
@@ -204,7 +205,7 @@ def game_table(groups: dict[Group, list[RunSummary]]) -> str:
     labels = _config_labels(groups)
     lines = [
         "| game | config | frames trained | ours (mean, 95% CI over) | Nature DQN | random "
-        "| human | ours HNS % | Nature HNS % | seeds |",
+        "| human | ours HNS % | Nature HNS % | seeds (which) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (game, changes, frames), group in groups.items():
@@ -222,7 +223,7 @@ def game_table(groups: dict[Group, list[RunSummary]]) -> str:
             f"| {_fmt(mean)}{mark} [{_fmt(low)}, {_fmt(high)}] {over} | {_fmt(nature)} "
             f"| {_fmt(paper.random if paper else None)} | {_fmt(paper.human if paper else None)} "
             f"| {_fmt(ours_hns)}{mark if ours_hns is not None else ''} | {_fmt(nature_hns)} "
-            f"| {', '.join(str(r.seed) for r in group)} |"
+            f"| {len(group)} ({', '.join(str(r.seed) for r in group)}) |"
         )
     cut = _cut_legend([run for group in groups.values() for run in group])
     if cut:
@@ -287,14 +288,25 @@ def _aggregate_lines(groups: dict[Group, list[RunSummary]]) -> list[str]:
     return [*lines, f"- from: {taken}"]
 
 
+def code_text(starts: list[dict[str, Any]]) -> str:
+    """Which code trained a run (`RunDir.trained_by`), in words: one commit, or each start's
+    from the step it started at when a resume changed it."""
+    if not starts:
+        return "Code: not recorded."
+    if len({(s["commit"], s["dirty"]) for s in starts}) == 1:
+        return f"Code: {describe_code(starts[0])}."
+    each = ", ".join(f"{describe_code(s)} from step {s['step']:,}" for s in starts)
+    return f"Code: {each}."
+
+
 def _run_lines(run: RunSummary, out: Path) -> list[str]:
-    """The run's section of report.md: what it is, its score (marked if cut short), its plot
-    and its films."""
+    """The run's section of report.md: what it is, its score (marked if cut short), the code
+    that trained it, its plot and its films."""
     png = plot_run(run.path, run.game, run.actions, out)
     return [
         f"### {run.path.name}",
         f"{run.game}, seed {run.seed}, {run.frames:,} frames; score {_fmt(run.mean)}"
-        f"{_mark([run])} from {run.source}.",
+        f"{_mark([run])} from {run.source}. {code_text(RunDir(run.path).trained_by())}",
         "",
         f"![{run.path.name}]({png.name})",
         "",

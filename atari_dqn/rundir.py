@@ -7,7 +7,8 @@ runs/Breakout-20261125-120000/
   training_games.json   the last 100 training games' raw scores
   tensorboard/    event files                  checkpoint/   state.pt + replay.ring
   run.log         starts, stops, checkpoints' failures, each with the time
-  runtime.json    how the run runs on this machine (device, speed switches), as resolved
+  runtime.json    how the run runs on this machine (device, speed switches), as resolved,
+                  and the code (git commit) of each start that trained it
   videos/         evaluation games, the Q-values beside the screen (training/: those of the
                   evaluations during training)
 ```
@@ -56,7 +57,8 @@ class RunDir:
         self.tensorboard = self.path / "tensorboard"
         self.log_file = self.path / "run.log"
         self.runtime_record = self.path / "runtime.json"
-        """The resolved runtime (`atari_dqn.runtime.Runtime`) of its latest start."""
+        """The resolved runtime (`atari_dqn.runtime.Runtime`) of its latest start, and the code
+        of every start whose steps the run kept (`record_start`)."""
         self.videos = self.path / "videos"
         """Evaluation games as videos (`eval --video`)."""
         self.training_videos = self.videos / "training"
@@ -145,6 +147,21 @@ class RunDir:
         if os.environ.get(MAKE_MARKER):
             return f"make resume RUN_DIR={shlex.quote(near(self.path))}"
         return atari_dqn_command("train", "--resume", self.path)
+
+    def record_start(self, runtime: dict[str, Any], code: dict[str, Any], step: int) -> None:
+        """Write `runtime_record` for a start at agent step `step`: its runtime, and under
+        `code` the code (`atari_dqn.provenance.code_version`) of each start since step 0, so
+        that a run resumed after the code changed says which commit trained which steps. A
+        start from a checkpoint older than the latest start redoes that start's steps, so
+        the starts at or after `step` are dropped."""
+        before = self.read_record(self.runtime_record) or {}
+        kept = [start for start in before.get("code", []) if start["step"] < step]
+        self.write_record(self.runtime_record, {**runtime, "code": [*kept, {"step": step, **code}]})
+
+    def trained_by(self) -> list[dict[str, Any]]:
+        """The code of each start, from step 0 on: `[{"step", "commit", "dirty"}, ...]`, empty
+        for a run that has not started."""
+        return (self.read_record(self.runtime_record) or {}).get("code", [])
 
     @staticmethod
     def read_record(path: Path) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ from atari_dqn.logs import RunLogs
 from atari_dqn.loop import Trainer
 from atari_dqn.memory import check_fits
 from atari_dqn.parts import Parts
+from atari_dqn.provenance import code_version, describe_code
 from atari_dqn.rundir import RunDir
 from atari_dqn.runtime import Runtime, apply, resolve
 from atari_dqn.video import parse_choice
@@ -83,8 +84,10 @@ def _run(
     except BaseException:
         parts.close()
         raise
+    code = code_version()
     logs.event(runtime.describe(), echo=False)
-    run.write_record(run.runtime_record, runtime.to_dict())
+    logs.event(f"code: {describe_code(code)}", echo=False)
+    run.record_start(runtime.to_dict(), code, parts.state.agent_steps)
     _fail_writes_past_file_size_limits()
     return Trainer(cfg, run, runtime, parts, logs, checkpoint_step).run()
 

@@ -15,6 +15,7 @@ from atari_dqn.config import Config
 from atari_dqn.configfile import load_config
 from atari_dqn.errors import CheckpointError, ConfigError
 from atari_dqn.loop import epsilon_at, importance_exponent_at, updates_due
+from atari_dqn.provenance import code_version, describe_code
 from atari_dqn.rundir import RunDir
 from atari_dqn.runs import evaluate_run, resume, train
 from atari_dqn.timers import PHASES
@@ -71,6 +72,9 @@ def test_smoke_run_learns_and_writes_metrics_tensorboard_evals_and_a_checkpoint(
     assert state["counters"]["agent_steps"] == 2000
     assert ckpt.load_replay(RunDir(run)) is not None
     assert (run / "config.yaml").is_file()
+    code = code_version()
+    assert RunDir(run).trained_by() == [{"step": 0, **code}]
+    assert f"code: {describe_code(code)}" in (run / "run.log").read_text()
 
 
 def test_a_run_directory_is_never_overwritten(tmp_path):
@@ -121,6 +125,8 @@ def test_resumed_run_matches_an_uninterrupted_one(
     # With overlap the updates run while the env workers step: still the same data.
     base = (*_resume_base(num_envs, prefetch, optimizer, overlap), f"learner.compile={compile}")
     a, b = _full_and_resumed(tmp_path, base)
+    code = code_version()  # this checkout's commit: each start of the run names it
+    assert RunDir(tmp_path / "split").trained_by() == [{"step": 0, **code}, {"step": 500, **code}]
     assert a["counters"] == b["counters"]
     assert a["recent_returns"] == b["recent_returns"]
     for key, value in a["learner"]["online"].items():
@@ -257,6 +263,8 @@ def test_the_dqn_family_together_trains_resumes_exactly_and_evaluates(tmp_path):
     # stopped and resumed ends as one that never stopped, and its checkpoint evaluates.
     base = (*_resume_base(2, "always", "deepmind_rmsprop", "true"), *FAMILY)
     a, b = _full_and_resumed(tmp_path, base)
+    code = code_version()  # this checkout's commit: each start of the run names it
+    assert RunDir(tmp_path / "split").trained_by() == [{"step": 0, **code}, {"step": 500, **code}]
     assert a["counters"] == b["counters"]
     for key, value in a["learner"]["online"].items():
         assert torch.equal(value, b["learner"]["online"][key]), key

@@ -16,6 +16,7 @@ from atari_dqn.evaluate import EvalResult
 from atari_dqn.logs import CsvLog
 from atari_dqn.report import CUT, aggregate, group_runs, summarise_run, write_report
 from atari_dqn.report_figures import frames_unit
+from atari_dqn.rundir import RunDir
 from atari_dqn.scores import human_normalized
 
 
@@ -79,7 +80,7 @@ def test_report_puts_our_scores_beside_the_papers_and_draws_each_run(tmp_path, c
     assert cells[3].startswith("17.0 [") and cells[3].endswith("seeds")  # over both seeds
     assert cells[4] == "401.2" and cells[5] == "1.7" and cells[6] == "31.8"
     assert float(cells[7]) == pytest.approx(human_normalized("Breakout", 17.0), abs=0.05)
-    assert cells[9] == "0, 1"
+    assert cells[9] == "2 (0, 1)"  # how many seeds, and which
     pong = next(line for line in text.splitlines() if line.startswith("| Pong"))
     assert "(paper:" not in pong
     for run in runs:
@@ -237,7 +238,7 @@ def test_runs_that_differ_in_config_or_budget_are_not_pooled(tmp_path):
     text = (tmp_path / "report" / "report.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith("| Breakout")]
     assert len(rows) == 2
-    assert {[c.strip() for c in row.strip("|").split("|")][9] for row in rows} == {"0"}
+    assert {[c.strip() for c in row.strip("|").split("|")][9] for row in rows} == {"1 (0)"}
     assert "C1: learner.optimizer=adam, learner.learning_rate=0.0001" in text
     # The aggregate takes one group per game, the longest-trained, and says which.
     assert "from: Breakout (C1, 2.4M frames, 1 seed(s))" in text
@@ -269,3 +270,34 @@ def test_runs_differing_only_in_how_they_ran_pool(tmp_path):
         fake_run(tmp_path, "Pong", 1, [3.0], 4000, "loop.overlap=true"),
     ]
     assert len(group_runs([summarise_run(r) for r in runs])) == 1
+
+
+def test_each_runs_section_names_the_code_that_trained_it_and_each_commit_of_a_resume(tmp_path):
+    one, two, old = (
+        fake_run(tmp_path / "runs", "Breakout", seed, [10.0], 8000) for seed in range(3)
+    )
+    runtime = {"device": "cpu"}
+    clean, dirty = {"commit": "a" * 40, "dirty": False}, {"commit": "b" * 40, "dirty": True}
+    RunDir(one).record_start(runtime, clean, step=0)
+    RunDir(one).record_start(runtime, clean, step=1000)  # resumed on the same code
+    RunDir(two).record_start(runtime, clean, step=0)
+    RunDir(two).record_start(runtime, dirty, step=1500)  # resumed after a change
+    write_report([one, two, old], tmp_path / "report")
+    sections = (tmp_path / "report" / "report.md").read_text().split("### ")[1:]
+    assert f"Code: commit `{'a' * 40}` (work tree clean).\n" in sections[0]
+    assert (
+        f"Code: commit `{'a' * 40}` (work tree clean) from step 0, commit `{'b' * 40}` "
+        "(work tree dirty: uncommitted changes) from step 1,500.\n"
+    ) in sections[1]
+    assert "Code: not recorded.\n" in sections[2]  # a run directory without runtime.json
+
+
+def test_a_start_from_an_older_checkpoint_drops_the_starts_whose_steps_it_redoes(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    codes = [{"commit": c * 40, "dirty": False} for c in "abc"]
+    run.record_start({"device": "cpu"}, codes[0], step=0)
+    run.record_start({"device": "cpu"}, codes[1], step=2000)
+    run.record_start({"device": "cuda"}, codes[2], step=1000)  # killed after 2000, resumed at 1000
+    assert run.trained_by() == [{"step": 0, **codes[0]}, {"step": 1000, **codes[2]}]
+    assert run.read_record(run.runtime_record)["device"] == "cuda"  # the latest start's runtime

@@ -15,16 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from atari_dqn.bench.results import (
-    RESULTS_DIR,
-    code_root,
-    code_version,
-    describe_code,
-    machine_info,
-    markdown_table,
-    record_stem,
-)
+from atari_dqn.bench.results import RESULTS_DIR, machine_info, markdown_table, record_stem
 from atari_dqn.errors import ConfigError
+from atari_dqn.provenance import code_root, code_version, describe_code
 from atari_dqn.shell import atari_dqn_command
 
 PARTS = ("env", "replay", "learner", "e2e", "variants", "video")
