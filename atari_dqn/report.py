@@ -288,7 +288,7 @@ def _aggregate_lines(groups: dict[Group, list[RunSummary]]) -> list[str]:
     return [*lines, f"- from: {taken}"]
 
 
-def code_text(starts: list[dict[str, Any]]) -> str:
+def _code_text(starts: list[dict[str, Any]]) -> str:
     """Which code trained a run (`RunDir.trained_by`), in words: one commit, or each start's
     from the step it started at when a resume changed it."""
     if not starts:
@@ -306,7 +306,7 @@ def _run_lines(run: RunSummary, out: Path) -> list[str]:
     return [
         f"### {run.path.name}",
         f"{run.game}, seed {run.seed}, {run.frames:,} frames; score {_fmt(run.mean)}"
-        f"{_mark([run])} from {run.source}. {code_text(RunDir(run.path).trained_by())}",
+        f"{_mark([run])} from {run.source}. {_code_text(RunDir(run.path).trained_by())}",
         "",
         f"![{run.path.name}]({png.name})",
         "",
