@@ -99,11 +99,14 @@ def _resume_base(num_envs: int, prefetch: str, optimizer: str, overlap: str) -> 
 
 
 def _full_and_resumed(tmp_path: Path, base: tuple, *extra: str) -> tuple[dict, dict]:
-    """The final states of a 1,000-step run and of one stopped at 500 steps and resumed."""
+    """The final states of a 1,000-step run and of one stopped at 500 steps and resumed
+    (whose two starts each record this checkout's code)."""
     full, split = tmp_path / "full", tmp_path / "split"
     assert train(smoke(*base, *extra, "loop.total_steps=1000"), full) == 0
     assert train(smoke(*base, *extra, "loop.total_steps=500"), split) == 0
     assert resume(split, ["loop.total_steps=1000"]) == 0
+    code = code_version()  # this checkout's commit: each start of the run names it
+    assert RunDir(split).trained_by() == [{"step": 0, **code}, {"step": 500, **code}]
     return ckpt.load_state(RunDir(full)), ckpt.load_state(RunDir(split))
 
 
@@ -125,8 +128,6 @@ def test_resumed_run_matches_an_uninterrupted_one(
     # With overlap the updates run while the env workers step: still the same data.
     base = (*_resume_base(num_envs, prefetch, optimizer, overlap), f"learner.compile={compile}")
     a, b = _full_and_resumed(tmp_path, base)
-    code = code_version()  # this checkout's commit: each start of the run names it
-    assert RunDir(tmp_path / "split").trained_by() == [{"step": 0, **code}, {"step": 500, **code}]
     assert a["counters"] == b["counters"]
     assert a["recent_returns"] == b["recent_returns"]
     for key, value in a["learner"]["online"].items():
@@ -263,8 +264,6 @@ def test_the_dqn_family_together_trains_resumes_exactly_and_evaluates(tmp_path):
     # stopped and resumed ends as one that never stopped, and its checkpoint evaluates.
     base = (*_resume_base(2, "always", "deepmind_rmsprop", "true"), *FAMILY)
     a, b = _full_and_resumed(tmp_path, base)
-    code = code_version()  # this checkout's commit: each start of the run names it
-    assert RunDir(tmp_path / "split").trained_by() == [{"step": 0, **code}, {"step": 500, **code}]
     assert a["counters"] == b["counters"]
     for key, value in a["learner"]["online"].items():
         assert torch.equal(value, b["learner"]["online"][key]), key
