@@ -18,7 +18,7 @@ from atari_dqn.config import Config
 from atari_dqn.env.vector import VectorEnv
 from atari_dqn.errors import CheckpointError
 from atari_dqn.learner import Learner
-from atari_dqn.network import NatureCNN
+from atari_dqn.network import NatureCNN, make_support
 from atari_dqn.parts import Parts, TrainState
 from atari_dqn.policy import EpsilonGreedy
 from atari_dqn.replay.feed import Prefetcher, Sampler
@@ -31,9 +31,20 @@ from atari_dqn.runtime import Runtime
 def _network(cfg: Config, n_actions: int) -> NatureCNN:
     # Its own generator: the init depends on the seed only, not on torch's global RNG.
     generator = torch.Generator().manual_seed(cfg.seed)
-    size = cfg.env.screen_size
+    learner = cfg.learner
+    support = (
+        make_support(learner.v_min, learner.v_max, learner.num_atoms)
+        if learner.distributional
+        else None
+    )
     return NatureCNN(
-        n_actions, cfg.replay.history_length, size, dueling=cfg.learner.dueling, generator=generator
+        n_actions,
+        cfg.replay.history_length,
+        cfg.env.screen_size,
+        dueling=learner.dueling,
+        support=support,
+        noise_sigma0=learner.noisy_sigma0 if learner.noisy else None,
+        generator=generator,
     )
 
 
@@ -64,9 +75,15 @@ def _ring(cfg: Config) -> FrameRing:
     return FrameRing(**_ring_spec(cfg), **_ring_settings(cfg), seed=cfg.seed)
 
 
-def policy(cfg: Config, runtime: Runtime, network: torch.nn.Module) -> EpsilonGreedy:
+def policy(
+    cfg: Config,
+    runtime: Runtime,
+    network: NatureCNN,
+    noise: torch.Generator | None = None,
+) -> EpsilonGreedy:
     """The epsilon-greedy policy over `network` (on the runtime's device), computing its
-    Q-values with the learner config's maths."""
+    Q-values with the learner config's maths; a noisy network acts with new noise from
+    `noise` at each step, or with its mean weights when `noise` is None."""
     learner = cfg.learner
     return EpsilonGreedy(
         network,
@@ -74,12 +91,15 @@ def policy(cfg: Config, runtime: Runtime, network: torch.nn.Module) -> EpsilonGr
         runtime,
         bf16=learner.bf16_autocast,
         tf32=learner.tf32,
+        noise=noise,
     )
 
 
 def learner(cfg: Config, runtime: Runtime, n_actions: int) -> Learner:
-    """A learner of a new Nature CNN for `n_actions` actions, initialised from `cfg.seed`."""
-    return Learner(_network(cfg, n_actions), cfg.learner, runtime)
+    """A learner of a new network for `n_actions` actions, initialised from `cfg.seed`
+    (and, for noisy layers, its noise generator seeded from it)."""
+    noise = runtime.noise_generator(cfg.seed + 1) if cfg.learner.noisy else None
+    return Learner(_network(cfg, n_actions), cfg.learner, runtime, noise=noise)
 
 
 def _assemble(
@@ -100,7 +120,8 @@ def _assemble(
         pending=pending,
         destination=learns.input_buffers(batch_size, ring.window),
     )
-    return Parts(envs, ring, learns, policy(cfg, runtime, learns.online), feed, state)
+    acts = policy(cfg, runtime, learns.online, noise=learns.noise)
+    return Parts(envs, ring, learns, acts, feed, state)
 
 
 def _envs(cfg: Config, runtime: Runtime) -> VectorEnv:
@@ -172,7 +193,8 @@ def _saved_ring(cfg: Config, run: RunDir, say: Callable[[str], None]) -> FrameRi
 
 
 def evaluation_policy(cfg: Config, runtime: Runtime, state: dict[str, Any]) -> EpsilonGreedy:
-    """The policy of a checkpoint's online network (`state` from `checkpoint.load_state`)."""
+    """The policy of a checkpoint's online network (`state` from `checkpoint.load_state`);
+    a noisy network plays with its mean weights, as Dopamine's evaluation does."""
     network = _network(cfg, state["n_actions"])
     network.load_state_dict(state["learner"]["online"])
     return policy(cfg, runtime, runtime.place(network))

@@ -159,6 +159,7 @@ class LearnerConfig(_Section):
         "torch_threads": "non_negative",
         "n_step": "positive",
         "max_grad_norm": "non_negative",
+        "noisy_sigma0": "non_negative",
     }
 
     batch_size: int = 32
@@ -210,6 +211,26 @@ class LearnerConfig(_Section):
     convolutions, combined as V + A - mean(A); False is the Nature CNN's single head."""
     max_grad_norm: float = 0.0
     """Clip the gradient's global norm to this (10 in Wang et al. 2016); 0 turns it off."""
+    distributional: bool = _fixed(False)
+    """C51 (Bellemare et al. 2017): the network gives each action a distribution over
+    `num_atoms` returns from `v_min` to `v_max`, learnt with the cross-entropy against the
+    projected n-step target (its priority, under prioritized replay, that cross-entropy);
+    Q-values are the distributions' means. False: one Q-value per action, learnt with
+    `loss`."""
+    num_atoms: int = _fixed(51)
+    """Atoms of the distributional head's support (51: C51)."""
+    v_min: float = _fixed(-10.0)
+    """Smallest return on the support (-10: C51 with clipped rewards)."""
+    v_max: float = _fixed(10.0)
+    """Largest return on the support."""
+    noisy: bool = _fixed(False)
+    """Noisy networks (Fortunato et al. 2018): every fully connected layer is a factorised
+    Gaussian `NoisyLinear`, its noise drawn anew for each acting step and each network pass
+    of an update; evaluation plays with the mean weights. Exploration then comes from the
+    noise: set the loop's epsilon to 0, as `configs/rainbow.yaml` does."""
+    noisy_sigma0: float = _fixed(0.5)
+    """sigma_0 of the noisy layers' initial scale sigma_0 / sqrt(inputs) (0.5: Fortunato et
+    al. 2018 and Hessel et al. 2018)."""
     stop_on_nonfinite: bool = _not_experiment(True)
     """Stop the run when the loss or a Q-value becomes NaN or infinite, keeping the last
     good checkpoint (checked at each logging interval and before each checkpoint)."""
@@ -220,6 +241,12 @@ class LearnerConfig(_Section):
             value = getattr(self, key)
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"learner.{key} must be in [0, 1), got {value}")
+        if self.num_atoms < 2:
+            raise ConfigError(f"learner.num_atoms must be at least 2, got {self.num_atoms}")
+        if self.v_min >= self.v_max:
+            raise ConfigError(
+                f"learner.v_min={self.v_min} must be below learner.v_max={self.v_max}"
+            )
 
 
 @dataclass(frozen=True)

@@ -60,20 +60,33 @@ class StateSnapshot:
     """Copies of tensors that a warm-up will change, put back in place by `restore()`.
 
     `optimizer` state made during the warm-up (torch's optimisers make theirs on their
-    first step) is zeroed on restore, which is how those optimisers start."""
+    first step) is zeroed on restore, which is how those optimisers start. A `generator`
+    the step draws from (a noisy network's) is put back where it was, so the first replay
+    draws the noise an eager step would have."""
 
-    def __init__(self, tensors: list[torch.Tensor], optimizer: torch.optim.Optimizer) -> None:
+    def __init__(
+        self,
+        tensors: list[torch.Tensor],
+        optimizer: torch.optim.Optimizer | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
         self._tensors = [(t, t.detach().clone()) for t in tensors]
         self._optimizer = optimizer
         self._optimizer_state = {
             id(p): {k: v.detach().clone() for k, v in s.items() if torch.is_tensor(v)}
-            for p, s in optimizer.state.items()
+            for p, s in (optimizer.state.items() if optimizer is not None else ())
         }
+        self._generator = generator
+        self._generator_state = generator.get_state() if generator is not None else None
 
     @torch.no_grad()
     def restore(self) -> None:
         for live, saved in self._tensors:
             live.copy_(saved)
+        if self._generator is not None:
+            self._generator.set_state(self._generator_state)
+        if self._optimizer is None:
+            return
         for p, state in self._optimizer.state.items():
             saved = self._optimizer_state.get(id(p), {})
             for key, value in state.items():

@@ -1,12 +1,13 @@
-"""The DQN learner: the TD loss, gradient steps on batches, and target copies.
+"""The learner: gradient steps on batches, target copies, and the metrics of both.
 
-`td_loss` is a pure function of tensors (DQN Zoo's `q_tm1, a_tm1, r_t, discount_t, q_t`),
-so the maths is tested without networks or environments. `Learner` owns the online network
-it is given, a target copy of it and the optimiser, and keeps its hot path free of host
-syncs: metrics are summed on the device and read once per logging interval
-(`take_metrics`). How the update runs (eagerly, compiled, or as one captured CUDA graph) is
-the runtime's decision. Acting is not the learner's job: `atari_dqn.policy` reads the
-online network.
+`Learner` owns the online network it is given, a target copy of it, the optimiser and, for
+a noisy network, the generator its noise comes from. What an update minimises is the
+agent's objective (`atari_dqn.objectives`, chosen once at construction; its maths are the
+pure functions of `atari_dqn.losses`), so every agent of the family runs the same update.
+Its hot path is free of host syncs: metrics are summed on the device and read once per
+logging interval (`take_metrics`). How the update runs (eagerly, compiled, or as one
+captured CUDA graph) is the runtime's decision. Acting is not the learner's job:
+`atari_dqn.policy` reads the online network (and draws its noise from the same generator).
 """
 
 from __future__ import annotations
@@ -14,95 +15,47 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
-from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from atari_dqn import runtime as rt
 from atari_dqn.config import LearnerConfig
 from atari_dqn.cuda_graphs import CapturedStep, StateSnapshot
+from atari_dqn.network import NatureCNN
+from atari_dqn.objectives import Noise, make_objective
 from atari_dqn.optim import DeepMindRMSprop, make_optimizer
 from atari_dqn.replay.batch import Batch
 from atari_dqn.replay.feed import deliver, tensor_batch
 from atari_dqn.runtime import Runtime
 
 
-def _huber(qa_tm1: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.huber_loss(qa_tm1, target, reduction="none", delta=1.0)
-
-
-def _mse(qa_tm1: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (target - qa_tm1).square()
-
-
-_LOSSES = {"huber": _huber, "mse": _mse}
-
-
-def q_learning_target(
-    r_t: torch.Tensor, discount_t: torch.Tensor, q_t: torch.Tensor
-) -> torch.Tensor:
-    """The Nature target `r_t + discount_t * max_a q_t(a)`, float[B], from the target
-    network's Q-values q_t float[B, A] at s_t. `discount_t` is what the replay gives: gamma
-    ** n, or 0 after a terminal step."""
-    return r_t + discount_t * q_t.max(dim=1).values
-
-
-def double_q_learning_target(
-    r_t: torch.Tensor, discount_t: torch.Tensor, q_t: torch.Tensor, q_t_selector: torch.Tensor
-) -> torch.Tensor:
-    """Double DQN's target (van Hasselt et al. 2016, eq. 4): the action the ONLINE network's
-    Q-values `q_t_selector` float[B, A] pick at s_t, valued by the target network's q_t;
-    ties go to the lowest action, as in acting."""
-    a_t = q_t_selector.argmax(dim=1, keepdim=True)
-    return r_t + discount_t * q_t.gather(1, a_t).squeeze(1)
-
-
-def td_loss(
-    q_tm1: torch.Tensor,
-    a_tm1: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    loss: Literal["huber", "mse"] = "huber",
-    weights: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean loss over a batch of Q(s_tm1, a_tm1) against `target`, and the TD errors.
-
-    Args:
-        q_tm1: float[B, A] online-network Q-values at s_tm1 (gradients flow into these only).
-        a_tm1: int64[B] actions taken at s_tm1.
-        target: float[B] the bootstrapped targets (`q_learning_target`, ...), constants.
-        loss: `huber` (delta 1: quadratic within |td| <= 1, linear outside, so each sample's
-            gradient is the TD error clipped to [-1, 1], the paper's error clipping) or `mse`
-            (0.5 * td^2, the same curve without the clipping).
-        weights: float[B] importance-sampling weights multiplying each sample's loss
-            (prioritized replay); None is all ones.
-
-    Returns:
-        (scalar mean loss, detached td_error[B] = target - Q(s_tm1, a_tm1)).
-    """
-    qa_tm1 = q_tm1.gather(1, a_tm1.unsqueeze(1)).squeeze(1)
-    target = target.detach()
-    per_sample = _LOSSES[loss](qa_tm1, target)
-    if weights is not None:
-        per_sample = weights * per_sample
-    return per_sample.mean(), (target - qa_tm1).detach()
-
-
 class Learner:
     """Learns `online` (a Q-network, moved here to the runtime's device) from batches:
-    its target copy, the optimiser, the update and the metric sums."""
+    its target copy, the optimiser, the update and the metric sums.
+
+    `noise`: the generator a noisy network's noise comes from (`noise_generator`), on the
+    runtime's device; None for a network without noisy layers."""
 
     METRICS = ("loss", "mean_q", "max_q", "q_per_action", "td_abs")
 
-    def __init__(self, online: nn.Module, cfg: LearnerConfig, runtime: Runtime) -> None:
+    def __init__(
+        self,
+        online: NatureCNN,
+        cfg: LearnerConfig,
+        runtime: Runtime,
+        noise: torch.Generator | None = None,
+    ) -> None:
         self.cfg = cfg
         self.runtime = runtime
         self.device = runtime.torch_device
         self.online = runtime.place(online)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
+        if (noise is None) != (online.noise_size == 0):
+            raise ValueError("a noisy network needs a noise generator, and only a noisy one")
+        self.noise = noise
+        self._draw_noise = self._no_noise if noise is None else self._fresh_noise
+        self._objective = make_objective(cfg, self.online)
         self.n_actions: int = online.n_actions
         self.optimizer = make_optimizer(
             self.online.parameters(), cfg, capturable=runtime.cuda_graph
@@ -146,43 +99,47 @@ class Learner:
         discount: torch.Tensor,
         next_obs: torch.Tensor,
         weight: torch.Tensor,
+        noise: Noise,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Both forward passes and the loss; the part of an update that torch.compile fuses."""
+        """The forward passes and the loss; the part of an update that torch.compile fuses."""
         memory_format = self.runtime.memory_format
         obs = obs.contiguous(memory_format=memory_format)
         next_obs = next_obs.contiguous(memory_format=memory_format)
         with rt.autocast(self.device, self.cfg.bf16_autocast):
-            q_tm1 = self.online(obs)
-            with torch.no_grad():
-                q_t = self.target(next_obs).float()
-                if self.cfg.double_dqn:
-                    q_t_selector = self.online(next_obs).float()
-        q_tm1 = q_tm1.float()  # the loss and its reductions stay in float32
-        with torch.no_grad():
-            target = (
-                double_q_learning_target(reward, discount, q_t, q_t_selector)
-                if self.cfg.double_dqn
-                else q_learning_target(reward, discount, q_t)
-            )
-        loss, td_error = td_loss(q_tm1, action, target, loss=self.cfg.loss, weights=weight)
-        q_detached = q_tm1.detach()
-        td_abs = td_error.abs()
+            outputs = self._objective.forward(self.online, self.target, obs, next_obs, noise)
+        # The loss and its reductions stay in float32, outside autocast.
+        out = self._objective.loss(outputs, action, reward, discount, weight)
+        q = out.q_tm1
         metrics = {
-            "loss": loss.detach(),
-            "mean_q": q_detached.gather(1, action.unsqueeze(1)).mean(),
-            "max_q": q_detached.max(dim=1).values.mean(),
-            "q_per_action": q_detached.mean(dim=0),
-            "td_abs": td_abs.mean(),
-            "td_abs_each": td_abs,
+            "loss": out.loss.detach(),
+            "mean_q": q.gather(1, action.unsqueeze(1)).mean(),
+            "max_q": q.max(dim=1).values.mean(),
+            "q_per_action": q.mean(dim=0),
+            "td_abs": out.td_error.abs().mean(),
+            "priority_each": out.priority,
         }
-        return loss, metrics
+        return out.loss, metrics
+
+    def _fresh_noise(self) -> Noise:
+        """New noise for one update: online at s_tm1, target at s_t, online at s_t."""
+        return tuple(self.online.sample_noise(self.noise, 3).unbind(0))
+
+    @staticmethod
+    def _no_noise() -> Noise:
+        return (None, None, None)
 
     def _step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One gradient step, its metrics summed on the device; the metrics of the batch
         before the step."""
         obs, next_obs = batch.stacks(self._history)
         loss, metrics = self._loss_fn(
-            obs, batch.action, batch.reward, batch.discount, next_obs, batch.weight
+            obs,
+            batch.action,
+            batch.reward,
+            batch.discount,
+            next_obs,
+            batch.weight,
+            self._draw_noise(),
         )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -204,8 +161,9 @@ class Learner:
 
         Metrics: `loss` (mean batch loss), `mean_q` (mean Q(s, a) of the actions taken),
         `max_q` (mean of max_a Q(s, a)), `q_per_action` float[A] (mean Q per action) and
-        `td_abs` (mean |TD error|), whose means over many updates `take_metrics` returns; and
-        `td_abs_each` float[B], each sample's |TD error|, for prioritized replay's priorities.
+        `td_abs` (mean |TD error|, the target's mean less Q(s, a) for C51), whose means over many
+        updates `take_metrics` returns; and `priority_each` float[B], each sample's priority
+        for prioritized replay (its |TD error|, or its cross-entropy for C51).
         """
         self._count += 1
         if not self.runtime.on_cuda:
@@ -237,7 +195,9 @@ class Learner:
         """Capture one whole update, metric sums included, as the graph each update replays;
         the warm-up's effect on the weights, the optimiser and the sums is undone first."""
         counters = [*self._sums.values(), self._made, self._first_nonfinite]
-        snapshot = StateSnapshot([*self.online.parameters(), *counters], self.optimizer)
+        snapshot = StateSnapshot(
+            [*self.online.parameters(), *counters], self.optimizer, generator=self.noise
+        )
         self.optimizer.zero_grad(set_to_none=True)
         self._graph = CapturedStep(lambda: self._step(inputs), undo_warmup=snapshot.restore)
 
@@ -289,12 +249,16 @@ class Learner:
         self.target.load_state_dict(self.online.state_dict())
 
     def state_dict(self) -> dict:
-        """Online and target weights and the optimiser state, for checkpoints."""
-        return {
+        """Online and target weights, the optimiser state and, for a noisy network, the
+        noise generator's state (acting draws from it too), for checkpoints."""
+        state = {
             "online": self.online.state_dict(),
             "target": self.target.state_dict(),
             "optimizer": self.optimizer.state_dict(),
         }
+        if self.noise is not None:
+            state["noise_rng"] = self.noise.get_state()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what `state_dict` returned, so the next update is the one that would have run.
@@ -304,4 +268,6 @@ class Learner:
         self.online.load_state_dict(state["online"])
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.noise is not None:
+            self.noise.set_state(state["noise_rng"])
         self._graph = None

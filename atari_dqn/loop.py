@@ -247,7 +247,7 @@ class Trainer:
                 metrics = self.parts.learner.update(batch)
                 self.gpu.stop()
             with timer.batch:  # prioritized replay's priorities (nothing for a uniform one)
-                feed.set_priorities(metrics["td_abs_each"])
+                feed.set_priorities(metrics["priority_each"])
             s.updates += 1
 
     def _after_step(self, previous: int, epsilon: float) -> None:
@@ -315,7 +315,7 @@ class Trainer:
         cfg, s = self.cfg, self.state
         try:
             result = evaluate_and_film(
-                self.parts.policy,
+                self.parts.policy.without_noise(),
                 cfg,
                 episodes=cfg.eval.episodes,
                 seed=cfg.seed + 1 + s.agent_steps,

@@ -3,17 +3,18 @@
 The same policy acts in training (on the learner's online network, which it reads live) and
 in evaluation (on a network loaded from a checkpoint); it never learns. On a CUDA device
 the greedy forward pass for N stacks is one fixed shape, captured as a graph when the
-runtime says so, fed from a pinned buffer.
+runtime says so, fed from a pinned buffer. A noisy network acts in training with new noise
+at every step (one draw for the N envs' stacks), and in evaluation with its mean weights.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
 from atari_dqn import runtime as rt
-from atari_dqn.cuda_graphs import CapturedStep
+from atari_dqn.cuda_graphs import CapturedStep, StateSnapshot
+from atari_dqn.network import NatureCNN
 from atari_dqn.runtime import Runtime
 
 
@@ -21,22 +22,42 @@ class EpsilonGreedy:
     """Epsilon-greedy over `network`'s Q-values (a network already on the runtime's device).
 
     `bf16` and `tf32` are the learner config's maths switches: acting computes Q-values as
-    the update does."""
+    the update does. `noise`: for a noisy network, the generator each step's noise is drawn
+    from (None: its mean weights)."""
 
     def __init__(
         self,
-        network: nn.Module,
+        network: NatureCNN,
         n_actions: int,
         runtime: Runtime,
         *,
         bf16: bool = False,
         tf32: bool = False,
+        noise: torch.Generator | None = None,
     ) -> None:
         self.network = network
         self.n_actions = n_actions
         self._runtime = runtime
         self._bf16, self._tf32 = bf16, tf32
+        self.noise = noise
         self._on_cuda: dict[int, _CudaQValues] = {}  # by number of envs
+        self._noiseless: EpsilonGreedy | None = None
+
+    def without_noise(self) -> EpsilonGreedy:
+        """This policy with a noisy network's mean weights, for evaluation (itself when it
+        draws no noise)."""
+        if self.noise is None:
+            return self
+        if self._noiseless is None:
+            self._noiseless = EpsilonGreedy(
+                self.network, self.n_actions, self._runtime, bf16=self._bf16, tf32=self._tf32
+            )
+        return self._noiseless
+
+    def forward(self, stacks: torch.Tensor) -> torch.Tensor:
+        """Q(s, .) of stacks already on the device, with this step's noise if any."""
+        noise = None if self.noise is None else self.network.sample_noise(self.noise)[0]
+        return self.network(stacks, noise)
 
     def act(self, stacks: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
         """Epsilon-greedy actions int64[N] for frame stacks uint8[N, history, S, S].
@@ -74,7 +95,7 @@ class EpsilonGreedy:
         if not runtime.on_cuda:
             with torch.inference_mode(), rt.autocast(runtime.torch_device, self._bf16):
                 obs = torch.as_tensor(stacks[rows])
-                q = self.network(obs.contiguous(memory_format=runtime.memory_format))
+                q = self.forward(obs.contiguous(memory_format=runtime.memory_format))
             return q.float().numpy()
         n = len(stacks)
         with rt.tf32(self._tf32):
@@ -95,7 +116,13 @@ class _CudaQValues:
         self._q = torch.empty((shape[0], policy.n_actions), dtype=torch.float32, pin_memory=True)
         self._done = torch.cuda.Event()
         self._policy = policy
-        self._forward_q = CapturedStep(self._forward) if runtime.cuda_graph else self._forward
+        self._forward_q = (
+            CapturedStep(
+                self._forward, undo_warmup=StateSnapshot([], generator=policy.noise).restore
+            )
+            if runtime.cuda_graph
+            else self._forward
+        )
 
     @torch.no_grad()
     def _forward(self) -> torch.Tensor:
@@ -103,7 +130,7 @@ class _CudaQValues:
         runtime = policy._runtime
         with rt.autocast(runtime.torch_device, policy._bf16):
             stacks = self._stacks.contiguous(memory_format=runtime.memory_format)
-            return policy.network(stacks).float()
+            return policy.forward(stacks).float()
 
     def __call__(self, stacks: np.ndarray) -> np.ndarray:
         self._host.numpy()[:] = stacks

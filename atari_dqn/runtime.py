@@ -62,6 +62,19 @@ class Runtime:
         """`module` on this runtime's device, in its memory format."""
         return module.to(self.torch_device, memory_format=self.memory_format)
 
+    def noise_generator(self, seed: int) -> torch.Generator:
+        """The generator a noisy network's noise is drawn from, seeded with `seed`: on the
+        CPU one of its own; on CUDA the device's default generator, the one a captured graph
+        draws from without registering it (each replay then draws new values, and its state,
+        saved in checkpoints, says where the draws are)."""
+        if not self.on_cuda:
+            return torch.Generator().manual_seed(seed)
+        index = self.torch_device.index
+        generator = torch.cuda.default_generators[
+            torch.cuda.current_device() if index is None else index
+        ]
+        return generator.manual_seed(seed)
+
     def describe(self) -> str:
         """One line for run.log: every switch as it was resolved."""
         gpu = f" ({torch.cuda.get_device_name(self.torch_device)})" if self.on_cuda else ""

@@ -28,7 +28,7 @@ def learner_and_policy(
     )
     runtime = resolve(cfg)
     made = build.learner(cfg, runtime, n_actions)
-    return made, build.policy(cfg, runtime, made.online)
+    return made, build.policy(cfg, runtime, made.online, noise=made.noise)
 
 
 def make_learner(

@@ -5,6 +5,7 @@ and the CUDA tests at the end skip where torch sees no GPU.
 """
 
 import copy
+import hashlib
 
 import numpy as np
 import pytest
@@ -13,7 +14,13 @@ from quick_runs import make_learner
 
 from atari_dqn.config import Config, LearnerConfig
 from atari_dqn.errors import ConfigError
-from atari_dqn.learner import double_q_learning_target, q_learning_target, td_loss
+from atari_dqn.losses import (
+    categorical_loss,
+    categorical_target,
+    double_q_learning_target,
+    q_learning_target,
+    td_loss,
+)
 from atari_dqn.replay.batch import Batch
 from atari_dqn.runtime import resolve
 
@@ -120,7 +127,7 @@ def test_update_changes_online_network_only():
     metrics = learner.update(_batch())
     assert all(not torch.equal(a, b) for a, b in _pairs(online, learner.online))
     assert all(torch.equal(a, b) for a, b in _pairs(target, learner.target))
-    assert set(metrics) == {"loss", "mean_q", "max_q", "q_per_action", "td_abs", "td_abs_each"}
+    assert set(metrics) == {"loss", "mean_q", "max_q", "q_per_action", "td_abs", "priority_each"}
     assert metrics["q_per_action"].shape == (4,)
     assert all(not m.requires_grad for m in metrics.values())
 
@@ -140,7 +147,7 @@ def test_update_metrics_describe_the_batch_before_the_step():
     torch.testing.assert_close(metrics["max_q"], q.max(1).values.mean())
     torch.testing.assert_close(metrics["q_per_action"], q.mean(0))
     torch.testing.assert_close(metrics["td_abs"], td.abs().mean())
-    torch.testing.assert_close(metrics["td_abs_each"], td.abs())
+    torch.testing.assert_close(metrics["priority_each"], td.abs())
 
 
 def test_a_double_dqn_learner_bootstraps_from_its_online_networks_choice():
@@ -335,3 +342,98 @@ def test_on_cuda_torch_optimisers_are_captured_and_match_their_eager_steps(optim
         graphed.update(batches[i % 3])
     for x, y in _pairs(eager.online, graphed.online):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+
+
+C51 = dict(distributional=True, num_atoms=11, v_min=-2.0, v_max=2.0)
+
+
+@pytest.mark.parametrize("double_dqn", [False, True])
+def test_a_c51_learner_minimises_the_cross_entropy_to_the_projected_target(double_dqn):
+    # The update's loss and priorities against the loss functions fed by hand with the
+    # networks' outputs. The target network is another network, so that the online and
+    # target mean-Q argmaxes at s_t differ on this batch and the two rules give two targets.
+    learner = make_learner(double_dqn=double_dqn, **C51)
+    learner.target.load_state_dict(make_learner(seed=7, **C51).online.state_dict())
+    batch = _batch()
+    support = learner.online.support
+    with torch.no_grad():
+        obs, next_obs = batch.stacks(4)
+        p_t = torch.softmax(learner.target.logits(next_obs), dim=2)
+        online_q_t, target_q_t = learner.online(next_obs), learner.target(next_obs)
+        assert not torch.equal(online_q_t.argmax(1), target_q_t.argmax(1))
+        selector = online_q_t if double_dqn else target_q_t
+        target = categorical_target(batch.reward, batch.discount, p_t, selector, support)
+        loss, each = categorical_loss(learner.online.logits(obs), batch.action, target)
+        q = learner.online(obs)
+    metrics = learner.update(batch)
+    torch.testing.assert_close(metrics["loss"], loss)
+    torch.testing.assert_close(metrics["priority_each"], each)  # the loss, not |TD|
+    torch.testing.assert_close(metrics["q_per_action"], q.mean(0))
+    expected_td = (target * support).sum(1) - q.gather(1, batch.action[:, None]).squeeze(1)
+    torch.testing.assert_close(metrics["td_abs"], expected_td.abs().mean())
+
+
+RAINBOW = dict(noisy=True, dueling=True, double_dqn=True, **C51)
+
+
+def test_a_noisy_learner_draws_new_noise_for_each_update_from_its_generator():
+    # Two learners alike but for their noise generator's seed take different steps on the
+    # same batch; alike in everything, the same steps.
+    batch = _batch()
+    a, b = make_learner(**RAINBOW), make_learner(**RAINBOW)
+    other = make_learner(**RAINBOW)
+    other.noise.manual_seed(12345)
+    ma, mb, mo = a.update(batch), b.update(batch), other.update(batch)
+    assert torch.equal(ma["loss"], mb["loss"])
+    assert not torch.equal(ma["loss"], mo["loss"])
+    # The same learner on the same batch again: its noise is new (and its weights moved).
+    state = a.noise.get_state()
+    a.update(batch)
+    assert not torch.equal(a.noise.get_state(), state)
+
+
+def test_a_noisy_learners_state_holds_its_noise_generator_so_the_next_update_is_the_same():
+    a = make_learner(**RAINBOW)
+    a.update(_batch(seed=1))
+    state = copy.deepcopy(a.state_dict())
+    assert "noise_rng" in state
+    b = make_learner(seed=99, **RAINBOW)
+    b.load_state_dict(state)
+    ma, mb = a.update(_batch(seed=3)), b.update(_batch(seed=3))
+    assert torch.equal(ma["loss"], mb["loss"])
+    assert all(torch.equal(x, y) for x, y in _pairs(a.online, b.online))
+    assert "noise_rng" not in make_learner().state_dict()  # plain DQN's checkpoint as before
+
+
+# What commit be8aa63 (before C51 and noisy nets) computed with torch 2.13.0 on this
+# project's CPU: three updates of `_batch(seed=0..2)` (a target copy after the second) from
+# make_learner(**settings); the losses' float32 values and a digest of the final weights.
+BEFORE_C51 = {
+    "plain": ({}, ("0.24106082320213318", "0.38709113001823425", "0.3178268074989319"),
+              "53220445d2cd022e"),
+    "double_dueling": ({"double_dqn": True, "dueling": True, "max_grad_norm": 10.0},
+                       ("0.250241756439209", "0.37884074449539185", "0.31603485345840454"),
+                       "7b71c10ee8b6b5c7"),
+    "adam_mse": ({"optimizer": "adam", "loss": "mse"},
+                 ("0.24113048613071442", "0.3938426375389099", "0.3175068795681"),
+                 "b6a79577c8518f98"),
+}  # fmt: skip
+
+
+@pytest.mark.skipif(
+    torch.__version__.split("+")[0] != "2.13.0", reason="pinned with torch 2.13.0's CPU kernels"
+)
+@pytest.mark.parametrize("name", sorted(BEFORE_C51))
+def test_with_c51_and_noisy_nets_off_the_updates_are_bit_for_bit_those_before_them(name):
+    settings, losses, digest = BEFORE_C51[name]
+    learner = make_learner(**settings)
+    seen = []
+    for seed in range(3):
+        seen.append(repr(float(learner.update(_batch(seed=seed))["loss"])))
+        if seed == 1:
+            learner.sync_target()
+    assert tuple(seen) == losses
+    h = hashlib.sha256()
+    for p in learner.online.parameters():
+        h.update(p.detach().contiguous().numpy().tobytes())
+    assert h.hexdigest()[:16] == digest

@@ -273,3 +273,29 @@ def test_the_dqn_family_together_trains_resumes_exactly_and_evaluates(tmp_path):
     assert (
         evaluate_run(tmp_path / "full", episodes=1, overrides=["eval.max_episode_frames=400"]) == 0
     )
+
+
+RAINBOW = (
+    *FAMILY,
+    "learner.distributional=true",
+    "learner.num_atoms=21",
+    "learner.noisy=true",
+    "loop.epsilon_start=0",
+    "loop.epsilon_end=0",
+)
+
+
+def test_rainbow_trains_resumes_exactly_and_evaluates_with_its_mean_weights(tmp_path):
+    # C51 and noisy nets with the four switches above, compiled, acting from the noisy
+    # network from the first step: the noise generator is checkpointed, so a resumed run
+    # ends as one that never stopped; the evaluation at step 1,000 ran without noise.
+    base = (*_resume_base(1, "never", "adam", "false"), *RAINBOW, "learner.compile=true")
+    a, b = _full_and_resumed(tmp_path, base)
+    assert a["counters"] == b["counters"]
+    assert torch.equal(a["learner"]["noise_rng"], b["learner"]["noise_rng"])
+    for key, value in a["learner"]["online"].items():
+        assert torch.equal(value, b["learner"]["online"][key]), key
+    assert "head.advantage.2.weight_sigma" in a["learner"]["online"]
+    assert (
+        evaluate_run(tmp_path / "full", episodes=1, overrides=["eval.max_episode_frames=400"]) == 0
+    )

@@ -55,6 +55,21 @@ def test_act_mixes_random_and_greedy_per_env():
     assert 0 < explore.sum() < 64
 
 
+def test_a_noisy_policy_acts_with_new_noise_each_step_and_its_evaluation_twin_without():
+    learner, policy = learner_and_policy(noisy=True)
+    stacks = _stacks(4, seed=6)
+    rng = np.random.default_rng(0)
+    first, second = (policy.act_and_values(stacks, 0.0, rng)[1] for _ in range(2))
+    assert not np.array_equal(first, second)  # a new draw for each step
+    evaluation = policy.without_noise()
+    assert evaluation.network is learner.online and evaluation.without_noise() is evaluation
+    with torch.no_grad():
+        mean = learner.online(torch.from_numpy(stacks), None).numpy()
+    for _ in range(2):  # the mean weights, every time
+        np.testing.assert_array_equal(evaluation.act_and_values(stacks, 0.0, rng)[1], mean)
+    assert policy.without_noise() is evaluation
+
+
 def test_the_policy_acts_on_the_learners_network_as_it_learns():
     learner, policy = learner_and_policy()
     assert policy.network is learner.online

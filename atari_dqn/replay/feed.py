@@ -74,8 +74,9 @@ class Feed(Protocol):
         ...
 
     def set_priorities(self, td_abs: torch.Tensor) -> None:
-        """The |TD errors| (float[B], on any device) of the batch last handed out, for a
-        prioritized ring's priorities; a uniform ring's feed ignores them."""
+        """The priorities (float[B], on any device: each sample's |TD error|, or its
+        cross-entropy for C51) of the batch last handed out, for a prioritized ring; a
+        uniform ring's feed ignores them."""
         ...
 
     def pending(self) -> list[torch.Tensor] | None:
