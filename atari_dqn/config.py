@@ -12,12 +12,11 @@ rest of the code takes sections whole and trusts them.
 
 from __future__ import annotations
 
-import difflib
 import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
-from atari_dqn.errors import ConfigError
+from atari_dqn.errors import ConfigError, did_you_mean
 from atari_dqn.games import game_name
 from atari_dqn.shapes import min_capacity, min_screen_size
 
@@ -55,12 +54,6 @@ def _fixed(default: Any) -> Any:
     """A setting a checkpoint is made of (env states, the replay, the network's input): a
     resumed run cannot change it (`fixed_on_resume_keys`)."""
     return field(default=default, metadata={"fixed_on_resume": True})
-
-
-def did_you_mean(name: str, options: list[str]) -> str:
-    """`; did you mean 'x'?` for the option closest to a misspelt `name`, else ''."""
-    match = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
-    return f"; did you mean '{match[0]}'?" if match else ""
 
 
 def _check_range(key: str, value: float, rule: str) -> None:
@@ -212,11 +205,8 @@ class LearnerConfig(_Section):
     max_grad_norm: float = 0.0
     """Clip the gradient's global norm to this (10 in Wang et al. 2016); 0 turns it off."""
     distributional: bool = _fixed(False)
-    """C51 (Bellemare et al. 2017): the network gives each action a distribution over
-    `num_atoms` returns from `v_min` to `v_max`, learnt with the cross-entropy against the
-    projected n-step target (its priority, under prioritized replay, that cross-entropy);
-    Q-values are the distributions' means. False: one Q-value per action, learnt with
-    `loss`."""
+    """C51 (Bellemare et al. 2017): a distribution over `num_atoms` returns in [v_min, v_max]
+    per action, learnt by cross-entropy (also its priority); Q-values are the means."""
     num_atoms: int = _fixed(51)
     """Atoms of the distributional head's support (51: C51)."""
     v_min: float = _fixed(-10.0)
@@ -224,13 +214,10 @@ class LearnerConfig(_Section):
     v_max: float = _fixed(10.0)
     """Largest return on the support."""
     noisy: bool = _fixed(False)
-    """Noisy networks (Fortunato et al. 2018): every fully connected layer is a factorised
-    Gaussian `NoisyLinear`, its noise drawn anew for each acting step and each network pass
-    of an update; evaluation plays with the mean weights. Exploration then comes from the
-    noise: set the loop's epsilon to 0, as `configs/rainbow.yaml` does."""
+    """Noisy networks (Fortunato et al. 2018): factorised Gaussian fully connected layers, new
+    noise each acting step and each network pass of an update, none in evaluation."""
     noisy_sigma0: float = _fixed(0.5)
-    """sigma_0 of the noisy layers' initial scale sigma_0 / sqrt(inputs) (0.5: Fortunato et
-    al. 2018 and Hessel et al. 2018)."""
+    """The noisy layers' initial scale is sigma_0 / sqrt(inputs) (0.5: Fortunato et al.)."""
     stop_on_nonfinite: bool = _not_experiment(True)
     """Stop the run when the loss or a Q-value becomes NaN or infinite, keeping the last
     good checkpoint (checked at each logging interval and before each checkpoint)."""
@@ -241,11 +228,10 @@ class LearnerConfig(_Section):
             value = getattr(self, key)
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"learner.{key} must be in [0, 1), got {value}")
-        if self.num_atoms < 2:
-            raise ConfigError(f"learner.num_atoms must be at least 2, got {self.num_atoms}")
-        if self.v_min >= self.v_max:
+        if self.num_atoms < 2 or self.v_min >= self.v_max:
             raise ConfigError(
-                f"learner.v_min={self.v_min} must be below learner.v_max={self.v_max}"
+                f"learner.num_atoms={self.num_atoms} must be at least 2 and learner.v_min="
+                f"{self.v_min} below learner.v_max={self.v_max}"
             )
 
 

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import yaml
 
-from atari_dqn.config import Config, did_you_mean
-from atari_dqn.errors import ConfigError
+from atari_dqn.config import Config
+from atari_dqn.errors import ConfigError, did_you_mean
 
 
 def _coerce(key: str, hint: Any, value: Any) -> Any:

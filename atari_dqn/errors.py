@@ -6,6 +6,8 @@ Anything else that goes wrong is a bug or a broken machine and keeps its traceba
 
 from __future__ import annotations
 
+import difflib
+
 
 class UserError(Exception):
     """Bad input from the user; the message names the problem and what to do instead."""
@@ -41,3 +43,9 @@ class Interrupted(UserError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def did_you_mean(name: str, options: list[str]) -> str:
+    """`; did you mean 'x'?` for the option closest to a misspelt `name`, else ''."""
+    match = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
+    return f"; did you mean '{match[0]}'?" if match else ""

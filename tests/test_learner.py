@@ -405,6 +405,23 @@ def test_a_noisy_learners_state_holds_its_noise_generator_so_the_next_update_is_
     assert "noise_rng" not in make_learner().state_dict()  # plain DQN's checkpoint as before
 
 
+@cuda
+def test_on_cuda_a_captured_rainbow_update_draws_its_noise_as_the_eager_one_does():
+    # C51's loss and the three noise draws inside the captured graph. On CUDA the noise
+    # comes from the device's default generator, which each learner seeds as it is built:
+    # the eager learner runs first, then the captured one from the same generator state.
+    batches = [_batch(size=32, seed=s, device="cuda") for s in range(3)]
+    eager = _cuda_learner(cuda_graph="false", **RAINBOW)
+    eager_losses = [eager.update(batches[i % 3])["loss"].clone() for i in range(20)]
+    graphed = _cuda_learner(cuda_graph="true", **RAINBOW)
+    assert graphed.noise is eager.noise  # the device's one generator, seeded again
+    for i in range(20):
+        loss = graphed.update(batches[i % 3])["loss"]
+        torch.testing.assert_close(loss, eager_losses[i], rtol=1e-4, atol=1e-5)
+    for x, y in _pairs(eager.online, graphed.online):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+
+
 # What commit be8aa63 (before C51 and noisy nets) computed with torch 2.13.0 on this
 # project's CPU: three updates of `_batch(seed=0..2)` (a target copy after the second) from
 # make_learner(**settings); the losses' float32 values and a digest of the final weights.

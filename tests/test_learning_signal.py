@@ -66,3 +66,41 @@ def test_double_dqn_overestimates_less_than_dqn_on_noisy_rewards():
     dqn, double = _mean_q_of_the_first_state(False), _mean_q_of_the_first_state(True)
     assert dqn > double + 0.03, (dqn, double)
     assert dqn > 0.05  # the overestimation the toy is built to show
+
+
+def test_c51_learns_the_return_distribution_of_a_chain_with_random_rewards():
+    # A two-step chain: from the first frame any action leads, with reward 0, to a second
+    # frame, where any action ends the episode with a reward of -1, 0 or +1 drawn with
+    # probabilities 1/4, 1/4, 1/2. On the support -2..2 (5 atoms, 1 apart) the second
+    # state's return distribution is that of the rewards stored; the first state's is it
+    # discounted by 0.9 (returns -0.9, 0, 0.9), which the projection shares between
+    # neighbouring atoms: 0.9 of -0.9's mass to -1 and 0.1 to 0, and likewise for +0.9.
+    rng = np.random.default_rng(0)
+    ring = FrameRing(4000, 1, frame_shape=(36, 36), discount=0.9, seed=0)
+    first, second, end = (np.full((1, 36, 36), v, np.uint8) for v in (0, 120, 255))
+    no, yes, env = np.zeros(1, bool), np.ones(1, bool), np.arange(1)
+    drawn = rng.choice(np.array([-1.0, 0.0, 1.0], np.float32), 1000, p=[0.25, 0.25, 0.5])
+    for reward in drawn:
+        ring.start_episodes(env, first)
+        ring.add(rng.integers(0, 3, 1), np.zeros(1, np.float32), no, no, second)
+        ring.add(rng.integers(0, 3, 1), np.array([reward]), yes, no, end)
+    learner = make_learner(
+        3, screen_size=36, distributional=True, num_atoms=5, v_min=-2.0, v_max=2.0,
+        discount=0.9, optimizer="adam", learning_rate=1e-3, min_squared_gradient=3.2e-7,
+    )  # fmt: skip
+    stacks = torch.from_numpy(np.repeat(np.stack([second, first]), 4, axis=1))
+    estimates = []  # averaged over the last 200 updates, as SGD's noise is not small
+    for i in range(500):
+        learner.update(as_tensors(ring.sample(32)))
+        if i % 50 == 49:
+            learner.sync_target()
+        if i >= 300 and i % 10 == 0:
+            with torch.no_grad():
+                estimates.append(torch.softmax(learner.online.logits(stacks), dim=2))
+    p_second, p_first = torch.stack(estimates).mean(dim=0)
+    lose, draw, win = ((drawn == r).mean() for r in (-1.0, 0.0, 1.0))
+    expected_second = torch.tensor([0.0, lose, draw, win, 0.0])  # atoms -2, -1, 0, 1, 2
+    expected_first = torch.tensor([0.0, 0.9 * lose, draw + 0.1 * (lose + win), 0.9 * win, 0.0])
+    for p, expected in ((p_second, expected_second), (p_first, expected_first)):
+        total_variation = 0.5 * (p - expected.float()).abs().sum(dim=1)  # per action
+        assert total_variation.max() < 0.1, (p, expected)

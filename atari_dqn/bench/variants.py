@@ -3,9 +3,11 @@
 The same training as `bench e2e`'s (Breakout, batch 32, one update per 4 agent steps, the
 learning phase timed from the end of its first quarter at epsilon 0.1, each run its own
 process, rates pooled over the timed window), plain DQN and then each switch alone: Double
-DQN, the dueling head, proportional prioritized replay, 3-step returns, and all four
-together. A switch's figure is its rate over plain DQN's, in the same run of the benchmark,
-at the same number of envs.
+DQN, the dueling head, proportional prioritized replay, 3-step returns, C51's distributional
+head and loss, noisy networks; then the first four together and all six (Rainbow's parts).
+A switch's figure is its rate over plain DQN's, in the same run of the benchmark, at the
+same number of envs. With noisy networks the network acts at every step whatever epsilon
+says (Rainbow's epsilon is 0): its figure includes that cost.
 """
 
 from __future__ import annotations
@@ -18,18 +20,22 @@ from typing import Any
 from atari_dqn.bench.e2e import in_subprocess
 from atari_dqn.bench.results import RESULTS_DIR, Headline, write_results
 
+FOUR = (
+    "learner.double_dqn=true",
+    "learner.dueling=true",
+    "replay.prioritized=true",
+    "learner.n_step=3",
+)
 SWITCHES = {
     "plain DQN": (),
     "Double DQN": ("learner.double_dqn=true",),
     "dueling": ("learner.dueling=true",),
     "prioritized replay": ("replay.prioritized=true",),
     "3-step returns": ("learner.n_step=3",),
-    "all four": (
-        "learner.double_dqn=true",
-        "learner.dueling=true",
-        "replay.prioritized=true",
-        "learner.n_step=3",
-    ),
+    "C51": ("learner.distributional=true",),
+    "noisy nets": ("learner.noisy=true",),
+    "all four": FOUR,
+    "Rainbow (all six)": (*FOUR, "learner.distributional=true", "learner.noisy=true"),
 }
 TARGET_PRIORITIZED = 0.85  # prioritized replay costs at most 15% of the agent steps/s
 HEADLINES = (
