@@ -34,7 +34,7 @@ class Learner:
     """Learns `online` (a Q-network, moved here to the runtime's device) from batches:
     its target copy, the optimiser, the update and the metric sums.
 
-    `noise`: the generator a noisy network's noise comes from (`noise_generator`), on the
+    `noise`: the generator a noisy network's noise comes from (`Runtime.noise_generator`), on the
     runtime's device; None for a network without noisy layers."""
 
     METRICS = ("loss", "mean_q", "max_q", "q_per_action", "td_abs")

@@ -69,6 +69,7 @@ class Runtime:
         saved in checkpoints, says where the draws are)."""
         if not self.on_cuda:
             return torch.Generator().manual_seed(seed)
+        torch.cuda.init()  # the default generators exist once CUDA is initialised
         index = self.torch_device.index
         generator = torch.cuda.default_generators[
             torch.cuda.current_device() if index is None else index

@@ -281,6 +281,19 @@ def test_compiled_update_matches_eager_update():
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
+def test_a_compiled_rainbow_update_matches_the_eager_one_noise_included():
+    # The noise rows are drawn eagerly and handed to the compiled forward passes and loss.
+    batch = _batch()
+    eager, compiled = make_learner(**RAINBOW), make_learner(compile=True, **RAINBOW)
+    for _ in range(3):
+        me, mc = eager.update(batch), compiled.update(batch)
+        torch.testing.assert_close(mc["loss"], me["loss"], rtol=1e-4, atol=1e-6)
+    assert torch.equal(eager.noise.get_state(), compiled.noise.get_state())
+    for x, y in _pairs(eager.online, compiled.online):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)
+
+
 def test_take_metrics_gives_the_means_over_the_updates_since_the_last_call():
     learner = make_learner()
     assert learner.take_metrics() == {}

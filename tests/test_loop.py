@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 from pathlib import Path
 
@@ -286,10 +287,11 @@ RAINBOW = (
 
 
 def test_rainbow_trains_resumes_exactly_and_evaluates_with_its_mean_weights(tmp_path):
-    # C51 and noisy nets with the four switches above, compiled, acting from the noisy
-    # network from the first step: the noise generator is checkpointed, so a resumed run
-    # ends as one that never stopped; the evaluation at step 1,000 ran without noise.
-    base = (*_resume_base(1, "never", "adam", "false"), *RAINBOW, "learner.compile=true")
+    # C51 and noisy nets with the four switches above, acting from the noisy network from
+    # the first step: the noise generator is checkpointed, so a resumed run ends as one that
+    # never stopped, and its checkpoint evaluates (with the mean weights). 42x42 frames, to
+    # keep the test short; compiled: the learner's slow test.
+    base = (*_resume_base(1, "never", "adam", "false"), *RAINBOW, "env.screen_size=42")
     a, b = _full_and_resumed(tmp_path, base)
     assert a["counters"] == b["counters"]
     assert torch.equal(a["learner"]["noise_rng"], b["learner"]["noise_rng"])
@@ -299,3 +301,28 @@ def test_rainbow_trains_resumes_exactly_and_evaluates_with_its_mean_weights(tmp_
     assert (
         evaluate_run(tmp_path / "full", episodes=1, overrides=["eval.max_episode_frames=400"]) == 0
     )
+
+
+# What commit be8aa63 (before C51 and noisy nets) logged in the smoke run with torch 2.13.0
+# on this project's CPU: metrics.csv's loss and mean Q at steps 1,000, 1,500 and 2,000, and a
+# digest of the final online weights.
+SMOKE_BEFORE_C51 = (
+    ("0.002982706530019641", "0.03777971863746643"),
+    ("0.0021713441237807274", "0.05569571256637573"),
+    ("0.004023951943963766", "0.05984235927462578"),
+)
+SMOKE_WEIGHTS_BEFORE_C51 = "aff63b0d571deab1"
+
+
+@pytest.mark.skipif(
+    torch.__version__.split("+")[0] != "2.13.0", reason="pinned with torch 2.13.0's CPU kernels"
+)
+def test_on_the_cpu_with_c51_and_noisy_nets_off_the_smoke_run_is_the_one_before_them(tmp_path):
+    run = tmp_path / "run"
+    assert train(smoke(), run) == 0
+    rows = read_csv(run / "metrics.csv")[1:]
+    assert tuple((row["loss"], row["mean_q"]) for row in rows) == SMOKE_BEFORE_C51
+    digest = hashlib.sha256()
+    for value in ckpt.load_state(RunDir(run))["learner"]["online"].values():
+        digest.update(value.numpy().tobytes())
+    assert digest.hexdigest()[:16] == SMOKE_WEIGHTS_BEFORE_C51
