@@ -1,4 +1,4 @@
-"""td_loss against hand-computed values; Learner updates, target sync and state.
+"""Learner updates against the loss functions fed by hand, target sync and state.
 
 Every learner here names its device: the CPU tests run on any machine (a GPU one included),
 and the CUDA tests at the end skip where torch sees no GPU.
@@ -25,75 +25,6 @@ from atari_dqn.replay.batch import Batch
 from atari_dqn.runtime import resolve
 
 cuda = pytest.mark.cuda  # skipped where torch sees no CUDA device (tests/conftest.py)
-
-# Three transitions, gamma 0.9 (the replay's discount_t holds it: 0 after a terminal step):
-#   0: terminal (discount 0): target = r = 1,                  Q(s,a) = 2, td = -1
-#   1: bootstrap:             target = 0 + 0.9 * max(5, -5) = 4.5, Q(s,a) = 3, td = 1.5
-#   2: truncated (bootstraps): -1 + 0.9 * 3 = 1.7,              Q(s,a) = 0, td = 1.7
-Q_TM1 = [[1.0, 2.0], [3.0, 4.0], [0.0, 0.0]]
-A_TM1 = [1, 0, 1]
-R_T = [1.0, 0.0, -1.0]
-DISCOUNT_T = [0.0, 0.9, 0.9]
-Q_T = [[10.0, 20.0], [5.0, -5.0], [0.0, 3.0]]
-# Double DQN: the online network's Q-values at s_t pick the action, the target's value it.
-#   0: terminal: 1 whatever is picked; 1: online picks action 1: 0 + 0.9 * -5 = -4.5;
-#   2: online picks action 0: -1 + 0.9 * 0 = -1
-Q_T_SELECTOR = [[0.0, 1.0], [1.0, 2.0], [7.0, -7.0]]
-
-
-def _td(loss, weights=None, double=False):
-    q_tm1 = torch.tensor(Q_TM1, requires_grad=True)
-    q_t = torch.tensor(Q_T, requires_grad=True)
-    r_t, discount_t = torch.tensor(R_T), torch.tensor(DISCOUNT_T)
-    target = (
-        double_q_learning_target(r_t, discount_t, q_t, torch.tensor(Q_T_SELECTOR))
-        if double
-        else q_learning_target(r_t, discount_t, q_t)
-    )
-    value, td_error = td_loss(q_tm1, torch.tensor(A_TM1), target, loss=loss, weights=weights)
-    value.backward()
-    return value, td_error, q_tm1.grad, q_t.grad
-
-
-def test_td_error_bootstraps_except_after_terminal():
-    _, td_error, _, _ = _td("huber")
-    torch.testing.assert_close(td_error, torch.tensor([-1.0, 1.5, 1.7]))
-
-
-def test_double_dqn_values_the_online_networks_choice_with_the_target_network():
-    _, td_error, _, _ = _td("huber", double=True)
-    torch.testing.assert_close(td_error, torch.tensor([1.0 - 2.0, -4.5 - 3.0, -1.0 - 0.0]))
-
-
-def test_huber_loss_is_quadratic_inside_one_and_linear_outside():
-    # 0.5 * 1^2, 1.5 - 0.5, 1.7 - 0.5
-    value, _, _, _ = _td("huber")
-    assert value.item() == pytest.approx((0.5 + 1.0 + 1.2) / 3)
-
-
-def test_importance_weights_scale_each_samples_loss_and_gradient():
-    value, _, grad, _ = _td("huber", weights=torch.tensor([1.0, 0.5, 0.25]))
-    assert value.item() == pytest.approx((0.5 + 0.5 * 1.0 + 0.25 * 1.2) / 3)
-    expected = torch.tensor([[0.0, 1.0], [-0.5, 0.0], [0.0, -0.25]]) / 3
-    torch.testing.assert_close(grad, expected)
-
-
-def test_huber_gradient_is_td_error_clipped_to_plus_minus_one():
-    _, _, grad, _ = _td("huber")
-    expected = torch.tensor([[0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]) / 3
-    torch.testing.assert_close(grad, expected)
-
-
-def test_mse_gradient_is_the_unclipped_td_error():
-    value, _, grad, _ = _td("mse")
-    assert value.item() == pytest.approx(0.5 * (1.0 + 2.25 + 2.89) / 3)
-    expected = torch.tensor([[0.0, 1.0], [-1.5, 0.0], [0.0, -1.7]]) / 3
-    torch.testing.assert_close(grad, expected)
-
-
-def test_no_gradient_flows_into_target_q():
-    _, _, _, target_grad = _td("huber")
-    assert target_grad is None
 
 
 def _batch(size=8, seed=0, n_actions=4, device="cpu"):
