@@ -294,3 +294,21 @@ def test_dry_run_and_the_game_list_load_neither_torch_nor_numba():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "loaded: []"
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (".gitignore", "config file '.gitignore' is not a config: it reads as a string"),
+        ("configs/combind.yaml", "not found; did you mean 'configs/combined.yaml'?"),
+        ("configs/cpu_demo", "not found; did you mean 'configs/cpu_demo.yaml'?"),
+    ],
+)
+def test_a_file_that_is_no_config_or_a_misspelt_preset_is_one_line_naming_the_nearest(
+    tmp_path, config, expected
+):
+    run = tmp_path / "run"
+    result = cli("train", "--game", "Breakout", "--config", config, "--run-dir", str(run))
+    one_error_line(result, expected)
+    assert "Traceback" not in result.stderr and not run.exists()
+
