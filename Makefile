@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 train: $(STAMP)
-	$(RUN) train --game $(GAME) --config $(CONFIG) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(ARGS)
+	$(RUN) train --game "$(GAME)" --config $(CONFIG) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(ARGS)
 
 # Continue a stopped run from its checkpoint: make resume RUN_DIR=runs/Breakout-20261125-120000
 resume: $(STAMP)

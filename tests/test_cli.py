@@ -312,3 +312,36 @@ def test_a_file_that_is_no_config_or_a_misspelt_preset_is_one_line_naming_the_ne
     one_error_line(result, expected)
     assert "Traceback" not in result.stderr and not run.exists()
 
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (("train", "--game", "Space", "Invaders"), "--game Space"),
+        (("sweep", "--games", "Pong,Space", "Invaders"), "--games Pong,Space"),
+    ],
+)
+def test_a_game_name_split_by_the_shell_is_named_as_the_game_not_as_an_override(
+    tmp_path, args, flag
+):
+    run = tmp_path / "run"
+    where = ("--run-dir", str(run)) if args[0] == "train" else ("--out", str(run))
+    line = one_error_line(cli(*args, *where), "the game 'Space Invaders' came as 2 words")
+    assert f"({flag}, then Invaders); did you mean SpaceInvaders?" in line
+    assert not run.exists()
+
+
+@pytest.mark.skipif(
+    not (ROOT / ".venv" / ".installed").exists(), reason="needs the Makefile's .venv"
+)
+def test_make_passes_a_game_name_with_a_space_as_one_name():
+    make = ["make", "--no-print-directory", "-o", ".venv/.installed", "train"]
+    result = subprocess.run(
+        [*make, "GAME=Space Invaders", "ARGS=--dry-run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout.split("\n", 1)[1])["env"]["game"] == "SpaceInvaders"
+
