@@ -116,15 +116,33 @@ class RunDir:
         return cfg
 
     def write_config(self, cfg: Config) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.create()
         atomic_write_text(self.config_file, to_yaml(cfg))
+
+    def create(self) -> None:
+        """Make the directory (and its parents), or say in one line why it cannot be made
+        (a read-only file system, a path under /proc)."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unwritable(exc) from None
+
+    def _unwritable(self, exc: OSError) -> ConfigError:
+        return ConfigError(
+            f"cannot write the run directory '{self}': {exc.strerror or exc}; choose a "
+            "--run-dir (RUN_DIR= under make) on a file system you can write to"
+        )
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the run's lock while training it: one process at a time. The kernel releases
         it when its holder dies, so a run whose trainer was killed can resume at once."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        with (self.path / "run.lock").open("a") as f:
+        self.create()
+        try:
+            lock = (self.path / "run.lock").open("a")
+        except OSError as exc:
+            raise self._unwritable(exc) from None
+        with lock as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

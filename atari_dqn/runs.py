@@ -47,8 +47,8 @@ def train(cfg: Config, run_dir: Path, source: str | None = None) -> int:
         )
     check_fits(cfg)
     runtime = resolve(cfg)
-    _say_what_it_is(cfg, run, runtime, source)
-    with run.locked():
+    with run.locked():  # first: a directory it cannot write is refused before a word
+        _say_what_it_is(cfg, run, runtime, source)
         run.write_config(cfg)
         return _train_new(cfg, run, runtime)
 

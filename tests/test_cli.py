@@ -345,3 +345,14 @@ def test_make_passes_a_game_name_with_a_space_as_one_name():
     assert result.returncode == 0, result.stderr
     assert yaml.safe_load(result.stdout.split("\n", 1)[1])["env"]["game"] == "SpaceInvaders"
 
+
+@pytest.mark.parametrize("run_dir", ["/sys/atari-dqn-run", "/proc/atari-dqn-run/run"])
+def test_a_run_directory_that_cannot_be_written_is_one_line_and_nothing_is_printed_before(
+    run_dir,
+):
+    # /sys refuses a new directory (EPERM), /proc has no such parent (ENOENT): the same
+    # path as a read-only file system's EROFS.
+    result = cli("train", "--game", "Breakout", "--config", str(SMOKE), "--run-dir", run_dir)
+    one_error_line(result, f"cannot write the run directory '{run_dir}': ")
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert not Path(run_dir).exists()
