@@ -20,6 +20,7 @@ import numpy as np
 
 from atari_dqn.config import Config
 from atari_dqn.durable import atomic_write_text
+from atari_dqn.evaluate import too_few_games
 from atari_dqn.progress import NullProgress, Progress
 from atari_dqn.rundir import RunDir
 from atari_dqn.timers import shares
@@ -198,7 +199,7 @@ class RunLogs:
         ci = (record["ci_high"] - record["ci_low"]) / 2
         self.progress.print(
             f"eval at {record['agent_steps']:,} steps: {record['mean']:.1f} "
-            f"+- {ci:.1f} over {record['episodes']} games"
+            f"+- {ci:.1f} over {record['episodes']} games{too_few_games(record['episodes'])}"
         )
 
     def close(self) -> None:

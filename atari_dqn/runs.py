@@ -21,7 +21,7 @@ from atari_dqn.config import Config
 from atari_dqn.configfile import parse_overrides
 from atari_dqn.env.atari import action_meanings
 from atari_dqn.errors import ConfigError
-from atari_dqn.evaluate import evaluate_and_film
+from atari_dqn.evaluate import evaluate_and_film, too_few_games
 from atari_dqn.logs import RunLogs
 from atari_dqn.loop import Trainer
 from atari_dqn.memory import check_fits
@@ -154,6 +154,7 @@ def evaluate_run(
     runtime = resolve(cfg)
     apply(runtime)
     steps = state["counters"]["agent_steps"]
+    films: list[str] = []  # said after the scores, which say which games they are
     with Progress() as bar:
         task = bar.add_task(f"evaluating {cfg.env.game}", total=episodes)
         result = evaluate_and_film(
@@ -164,7 +165,7 @@ def evaluate_run(
             agent_steps=steps,
             film=film,
             video_folder=run.videos,
-            say=bar.console.print,
+            say=films.append,
             progress=lambda done, total: bar.update(task, completed=done),
         )
     for i, (score, frames) in enumerate(zip(result.scores, result.frames, strict=True)):
@@ -172,8 +173,9 @@ def evaluate_run(
     print(
         f"{cfg.env.game} after {steps:,} agent steps ({steps * cfg.env.frame_skip:,} frames): "
         f"mean {result.mean:.1f}, 95% CI [{result.ci_low:.1f}, {result.ci_high:.1f}] "
-        f"over {episodes} games (epsilon {cfg.eval.epsilon}, seed {seed})"
+        f"over {episodes} games (epsilon {cfg.eval.epsilon}, seed {seed}){too_few_games(episodes)}"
     )
     run.write_record(run.eval_record, result.record(cfg, steps))
     print(f"wrote {run.eval_record}")
+    print(*films, sep="\n")
     return 0
