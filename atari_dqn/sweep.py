@@ -163,7 +163,9 @@ def run_sweep(
             refs[ref] = run
             record.set(run.name, "pending")  # until Ray starts it (it then writes run.log)
         try:
-            with Live(progress_table(runs, record), refresh_per_second=1) as live:
+            # transient: the live table gives way to the one `summarise` prints, once
+            table = progress_table(runs, record)
+            with Live(table, refresh_per_second=1, transient=True) as live:
                 while refs:
                     _collect(ray, refs, record, timeout=1.0)
                     _mark_started(refs.values(), record, submitted)
