@@ -162,9 +162,17 @@ class RunDir:
     def resume_command(self) -> str:
         """The command that resumes this run, as it works from where the user stands: `make
         resume RUN_DIR=...` for a run the Makefile started, else `atari_dqn_command`'s."""
+        return self._command("resume", "train", "--resume")
+
+    def eval_command(self) -> str:
+        """The command that evaluates this run, in the form `resume_command` gives."""
+        return self._command("eval", "eval", "--run-dir")
+
+    def _command(self, target: str, *words: str) -> str:
+        """`make <target> RUN_DIR=...` under make, else the CLI's `<words> <this run>`."""
         if os.environ.get(MAKE_MARKER):
-            return f"make resume RUN_DIR={shlex.quote(near(self.path))}"
-        return atari_dqn_command("train", "--resume", self.path)
+            return f"make {target} RUN_DIR={shlex.quote(near(self.path))}"
+        return atari_dqn_command(*words, self.path)
 
     def record_start(self, runtime: dict[str, Any], code: dict[str, Any], step: int) -> None:
         """Write `runtime_record` for a start at agent step `step`: its runtime, and under
