@@ -19,7 +19,7 @@ from atari_dqn.errors import ConfigError
 from atari_dqn.evaluate import EvalResult
 from atari_dqn.logs import CsvLog
 from atari_dqn.report import CUT, aggregate, group_runs, summarise_run, write_report
-from atari_dqn.report_figures import frames_unit
+from atari_dqn.report_figures import frames_unit, run_figure
 from atari_dqn.rundir import RunDir
 from atari_dqn.scores import human_normalized
 
@@ -370,3 +370,25 @@ def test_a_run_without_a_score_is_left_out_and_named_with_the_make_command_that_
     text = (out / "report.md").read_text()
     assert "## Runs left out" in text and f"make eval RUN_DIR={evaluable}" in text
     assert table_row(text, "Pong")[9] == "1 (0)"  # the scored run alone
+
+
+@pytest.mark.parametrize(("rows", "joined"), [(1, False), (2, False), (4, True)])
+def test_one_or_two_points_are_drawn_as_markers_and_the_final_evaluation_as_its_own(
+    tmp_path, rows, joined
+):
+    # A run evaluated only at its end (`eval` after training: eval.json, no evals.csv).
+    run = fake_run(tmp_path, "Pong", 0, [-20.0, -21.0], 4000)
+    (run / "evals.csv").unlink()
+    lines = (run / "metrics.csv").read_text().splitlines()
+    (run / "metrics.csv").write_text("\n".join(lines[: 1 + rows]) + "\n")
+    actions = action_meanings(load_config(run / "config.yaml").env)
+    figure = run_figure(run, "Pong", actions)
+    score, training_return, histogram = figure.axes[0], figure.axes[1], figure.axes[5]
+    (final,) = [line for line in score.lines if line.get_marker() == "*"]
+    assert final.get_xydata().tolist() == [[4000.0, -20.5]]  # eval.json's frames and mean
+    assert "eval.json (2 games)" in [t.get_text() for t in score.get_legend().get_texts()]
+    (curve,) = training_return.lines
+    assert len(curve.get_xydata()) == rows and curve.get_marker() == ("None" if joined else "o")
+    assert (curve.get_linestyle() != "None") == joined
+    drawn = histogram.patches if not joined else histogram.collections
+    assert len(drawn) == (rows * len(actions) if not joined else len(actions))
