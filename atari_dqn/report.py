@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from atari_dqn.agent_name import what_it_is
 from atari_dqn.config import Config
 from atari_dqn.env.atari import action_meanings
 from atari_dqn.errors import ConfigError
@@ -51,6 +52,7 @@ class RunSummary:
     game_frames_cap: int  # emulator frames at which those games were cut
     changes: tuple[str, ...] = ()  # the experiment's settings that differ from Nature's
     interval: tuple[float, float] | None = None  # the 95% CI recorded with the scores
+    what: str = ""  # the agent and the protocol (`agent_name.what_it_is`)
 
     @property
     def mean(self) -> float:
@@ -133,6 +135,7 @@ def summarise_run(run_dir: Path) -> RunSummary:
         cap,
         experiment_changes(cfg),
         interval,
+        what_it_is(cfg),
     )
 
 
@@ -315,7 +318,8 @@ def _run_lines(run: RunSummary, out: Path) -> list[str]:
     return [
         f"### {run.path.name}",
         f"{run.game}, seed {run.seed}, {run.frames:,} frames; score {_fmt(run.mean)}"
-        f"{_mark([run])} from {run.source}. {_code_text(RunDir(run.path).trained_by())}",
+        f"{_mark([run])} from {run.source}. {run.what[0].upper()}{run.what[1:]}. "
+        f"{_code_text(RunDir(run.path).trained_by())}",
         "",
         f"![{run.path.name}]({png.name})",
         "",

@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.progress import Progress
 
 from atari_dqn import checkpoint as ckpt
+from atari_dqn.agent_name import what_it_is
 from atari_dqn.build import evaluation_policy, new_parts, parts_from_checkpoint
 from atari_dqn.config import Config
 from atari_dqn.configfile import parse_overrides
@@ -61,6 +62,7 @@ def _say_what_it_is(cfg: Config, run: RunDir, runtime: Runtime, source: str | No
         f"training {cfg.env.game} with {source or 'its config'}: {steps:,} agent steps "
         f"({frames / 1e6:g}M emulator frames) into {run}"
     )
+    print(f"  {what_it_is(cfg)}")
     if steps >= PAPER_STEPS and not runtime.on_cuda:
         print(
             f"  {steps // 10**6}M agent steps, the paper's full run or longer: on a CPU that "
@@ -85,6 +87,7 @@ def _run(
         parts.close()
         raise
     code = code_version()
+    logs.event(what_it_is(cfg), echo=False)
     logs.event(runtime.describe(), echo=False)
     logs.event(f"code: {describe_code(code)}", echo=False)
     run.record_start(runtime.to_dict(), code, parts.state.agent_steps)

@@ -356,3 +356,22 @@ def test_a_run_directory_that_cannot_be_written_is_one_line_and_nothing_is_print
     one_error_line(result, f"cannot write the run directory '{run_dir}': ")
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert not Path(run_dir).exists()
+
+
+def test_a_run_names_its_agent_and_protocol_at_its_start_in_run_log_and_in_the_report(tmp_path):
+    from atari_dqn.report import write_report
+
+    run = tmp_path / "run"
+    family = ["learner.double_dqn=true", "learner.dueling=true", "replay.prioritized=true"]
+    args = ["--game", "Breakout", "--config", str(SMOKE), "--run-dir", str(run), *QUIET]
+    steps = ["loop.total_steps=600", "eval.interval_steps=600"]  # evaluated at its end
+    result = cli("train", *args, *family, "learner.n_step=3", *steps)
+    assert result.returncode == 0, result.stderr
+    what = (
+        "agent: Double DQN + dueling + prioritized + 3-step; scored by 2 evaluation games "
+        "(epsilon 0.05, up to 30 no-ops, 2,000 frames at most)"
+    )
+    assert result.stdout.splitlines()[1] == f"  {what}"  # under the line that starts the run
+    assert f"  {what}\n" in (run / "run.log").read_text()
+    write_report([run], tmp_path / "report")
+    assert f"A{what[1:]}." in (tmp_path / "report" / "report.md").read_text()
