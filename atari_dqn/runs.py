@@ -17,6 +17,7 @@ from rich.progress import Progress
 
 from atari_dqn import checkpoint as ckpt
 from atari_dqn.agent_name import what_it_is
+from atari_dqn.budget import budget_warnings
 from atari_dqn.build import evaluation_policy, new_parts, parts_from_checkpoint
 from atari_dqn.config import Config
 from atari_dqn.configfile import parse_overrides
@@ -88,6 +89,8 @@ def _run(
         raise
     code = code_version()
     logs.event(what_it_is(cfg), echo=False)
+    for line in budget_warnings(cfg):  # at each start: a resume may change the budget
+        logs.event(f"warning: {line}")
     logs.event(runtime.describe(), echo=False)
     logs.event(f"code: {describe_code(code)}", echo=False)
     run.record_start(runtime.to_dict(), code, parts.state.agent_steps)
