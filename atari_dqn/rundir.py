@@ -23,6 +23,7 @@ import datetime as _dt
 import fcntl
 import json
 import os
+import re
 import shlex
 import shutil
 from collections.abc import Iterator
@@ -37,6 +38,13 @@ from atari_dqn.shell import atari_dqn_command, near
 
 MAKE_MARKER = "ATARI_DQN_MAKE"
 """Set by the Makefile's targets, so a run tells its user to resume it with `make resume`."""
+SITTING_START = re.compile(
+    r"(?P<stamp>\S+ \S+ UTC)  (?P<what>started|resumed) \S+ at [\d,]+ agent steps "
+    r"\(pid (?P<pid>\d+)\)$"
+)
+"""The line of `run.log` that begins a sitting (`logs.RunLogs` writes it)."""
+SITTING_END = re.compile(r"\S+ \S+ UTC  time: ")
+"""The line that ends one: where its time went (`loop.Trainer.run`, however it ends)."""
 STATE_FILE = "state.pt"
 """In a checkpoint folder: networks, optimiser, counters, RNG and env states."""
 REPLAY_FILE = "replay.ring"
@@ -173,6 +181,19 @@ class RunDir:
         if os.environ.get(MAKE_MARKER):
             return f"make {target} RUN_DIR={shlex.quote(near(self.path))}"
         return atari_dqn_command(*words, self.path)
+
+    def unfinished_sitting(self) -> str | None:
+        """`pid 4915, started 2026-12-07 14:08:59 UTC` for the run's last sitting if `run.log`
+        has no end of it (every sitting that ends, however it ends, writes where its time
+        went): it was killed (kill -9, out of memory, a power cut). None if it ended."""
+        lines = self.log_file.read_text().splitlines() if self.log_file.is_file() else []
+        for line in reversed(lines):
+            if SITTING_END.match(line):
+                return None
+            start = SITTING_START.match(line)
+            if start:
+                return f"pid {start['pid']}, {start['what']} {start['stamp']}"
+        return None
 
     def record_start(self, runtime: dict[str, Any], code: dict[str, Any], step: int) -> None:
         """Write `runtime_record` for a start at agent step `step`: its runtime, and under

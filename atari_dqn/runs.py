@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.progress import Progress
@@ -31,6 +32,7 @@ from atari_dqn.parts import Parts
 from atari_dqn.provenance import code_version, describe_code
 from atari_dqn.rundir import RunDir
 from atari_dqn.runtime import Runtime, apply, resolve
+from atari_dqn.sweeprecord import last_row
 from atari_dqn.video import parse_choice
 
 PAPER_STEPS = 50_000_000
@@ -72,14 +74,20 @@ def _say_what_it_is(cfg: Config, run: RunDir, runtime: Runtime, source: str | No
     print(f"  Ctrl-C stops it with a checkpoint; resume with: {run.resume_command()}")
 
 
-def _train_new(cfg: Config, run: RunDir, runtime: Runtime) -> int:
+def _train_new(cfg: Config, run: RunDir, runtime: Runtime, notes: Sequence[str] = ()) -> int:
     apply(runtime)
-    return _run(cfg, run, runtime, new_parts(cfg, runtime), checkpoint_step=None)
+    return _run(cfg, run, runtime, new_parts(cfg, runtime), notes)
 
 
 def _run(
-    cfg: Config, run: RunDir, runtime: Runtime, parts: Parts, checkpoint_step: int | None
+    cfg: Config,
+    run: RunDir,
+    runtime: Runtime,
+    parts: Parts,
+    notes: Sequence[str] = (),
+    checkpoint_step: int | None = None,
 ) -> int:
+    """Train `parts`; `notes` (what the sitting before lost) are said first."""
     try:
         logs = RunLogs(
             run, cfg, start_step=parts.state.agent_steps, action_names=parts.envs.action_meanings
@@ -87,6 +95,8 @@ def _run(
     except BaseException:
         parts.close()
         raise
+    for note in notes:
+        logs.event(note)
     code = code_version()
     logs.event(what_it_is(cfg), echo=False)
     for line in budget_warnings(cfg):  # at each start: a resume may change the budget
@@ -105,19 +115,39 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> int:
     cfg = run.resumed_config(overrides)
     check_fits(cfg)
     runtime = resolve(cfg)
-    with run.locked():
+    with run.locked():  # from here, no other sitting of the run is alive
         run.write_config(cfg)
         if not ckpt.has_checkpoint(run):
             print(f"'{run}' has no checkpoint yet: starting it from step 0 with its config")
+            lost = _what_was_lost(run, 0)
             run.clear_attempt()
-            return _train_new(cfg, run, runtime)
+            return _train_new(cfg, run, runtime, lost)
         apply(runtime)
         parts, step = parts_from_checkpoint(cfg, runtime, run, say=print)
         print(
             f"resuming {cfg.env.game} in {run} at {step:,} of {cfg.loop.total_steps:,} "
             f"agent steps; resume later with: {run.resume_command()}"
         )
-        return _run(cfg, run, runtime, parts, checkpoint_step=step)
+        return _run(cfg, run, runtime, parts, _what_was_lost(run, step), checkpoint_step=step)
+
+
+def _what_was_lost(run: RunDir, step: int) -> list[str]:
+    """What a start from agent step `step` says of the sitting before it: that it ended
+    without a trace (killed), and the steps it trained past `step`, lost and trained again."""
+    notes = []
+    sitting = run.unfinished_sitting()
+    if sitting is not None:
+        notes.append(
+            f"the last sitting ({sitting}) ended without a trace: it was killed (kill -9, "
+            "out of memory, a power cut)"
+        )
+    logged = last_row(run.metrics_csv).get("agent_steps")
+    if logged is not None and int(logged) > step:
+        notes.append(
+            f"agent steps {step:,} -> {int(logged):,} (logged after the checkpoint) are lost "
+            "and trained again"
+        )
+    return notes
 
 
 def _fail_writes_past_file_size_limits() -> None:
