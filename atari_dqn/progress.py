@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -49,6 +51,7 @@ class Progress:
     PLAIN_EVERY_S = 60.0
     WARMUP_S = 10.0  # learning's first seconds (compiling, capturing), not timed for the ETA
     MIN_LEARNING_S = 10.0  # learning time measured, after those, before an ETA is given
+    WINDOW_S = 60.0  # the ETA's speed: that of the last minute of learning
 
     def __init__(
         self,
@@ -57,15 +60,17 @@ class Progress:
         description: str,
         frame_skip: int,
         console: Any = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         from rich.console import Console
 
         self._console = console if console is not None else Console()
+        self._clock = clock
         self._total = total_steps
         self._game = description
         self._frame_skip = frame_skip
         self._phases = ""
-        self._started = time.monotonic()
+        self._started = clock()
         self._step = start_step
         self._figures: tuple[str, list[str]] = ("", [])  # SPS, the parts after the ETA
         self._eta = ""
@@ -81,10 +86,11 @@ class Progress:
     def begin(self, step: int, learning_from: int) -> None:
         """Training starts at `step`; learning (the slower phase) from step `learning_from`."""
         self._learning_from = learning_from
-        self._last = (step, time.monotonic())
+        self._last = (step, self._clock())
         self._next_refresh = self._last[1] + self.REFRESH_S
         # Steps and seconds of each phase; learning's first WARMUP_S seconds apart.
         self._spent = {"random": [0, 0.0], "warm-up": [0, 0.0], "learning": [0, 0.0]}
+        self._recent: deque[tuple[int, float]] = deque()  # learning's last WINDOW_S seconds
 
     def phases(self, seconds: dict[str, float]) -> None:
         """Where the time went in the interval just logged (shown until the next one)."""
@@ -93,15 +99,20 @@ class Progress:
     def tick(self, step: int, epsilon: float, returns: Any, learner: Any) -> None:
         """After each step: every few seconds, the figures of the moment."""
         self._step = step  # the steps always current, the final line's included
-        now = time.monotonic()
+        now = self._clock()
         if now < self._next_refresh:
             return
         self._next_refresh = now + self.REFRESH_S
         last_step, last_time = self._last
         self._last = (step, now)
-        phase = self._spent[self._phase(last_step)]
+        name = self._phase(last_step)
+        phase = self._spent[name]
         phase[0] += step - last_step
         phase[1] += now - last_time
+        if name == "learning":
+            self._recent.append((step - last_step, now - last_time))
+            while sum(s for _, s in self._recent) - self._recent[0][1] >= self.WINDOW_S:
+                self._recent.popleft()
         means = learner.peek_metrics()
         then = [
             f"return {np.mean(returns) if returns else float('nan'):.1f}",
@@ -121,7 +132,7 @@ class Progress:
         """The figures of the last refresh in `width` columns (None: no limit), without the
         bar: steps of the total, elapsed, SPS, the ETA, then what fits."""
         speed, then = self._figures
-        elapsed = _clock(time.monotonic() - self._started)
+        elapsed = _clock(self._clock() - self._started)
         first = [f"{self._step:,}/{self._total:,} steps", elapsed, *([speed] if speed else [])]
         first += [self._eta] if self._eta else []
         frames = self._step * self._frame_skip
@@ -155,17 +166,19 @@ class Progress:
         return "learning" if self._spent["warm-up"][1] >= self.WARMUP_S else "warm-up"
 
     def _eta_text(self, step: int) -> str:
-        """The time left: random play at its measured speed, then learning at its own once
-        it has been measured (until then, said so)."""
+        """The time left: random play at its measured speed, then learning at the speed of
+        its last minute (evaluations and checkpoints in it included), which follows a
+        change of speed within that minute; `(measuring)` until a minute is measured."""
         random_steps, random_s = self._spent["random"]
-        learn_steps, learn_s = self._spent["learning"]
         if step < self._learning_from:
             left = (self._learning_from - step) * random_s / max(random_steps, 1)
             return f"ETA ? (random play ends in {_clock(left)}, then learning)"
+        learn_s = self._spent["learning"][1]
         if learn_s < self.MIN_LEARNING_S:  # its warm-up, then its first seconds
             return "ETA ? (timing learning)"
-        rate = learn_steps / learn_s
-        return f"ETA {_clock((self._total - step) / rate)} at {rate:,.0f} steps/s"
+        rate = sum(n for n, _ in self._recent) / sum(s for _, s in self._recent)
+        eta = f"ETA {_clock((self._total - step) / max(rate, 1e-9))} at {rate:,.0f} steps/s"
+        return eta if learn_s >= self.WINDOW_S else f"{eta} (measuring)"
 
     def print(self, message: str) -> None:
         """A message above the live line, or a line of its own; never wrapped or parsed."""

@@ -3,7 +3,9 @@ given width, resized as a user resizes a window) and a real run writing to a pip
 
 from __future__ import annotations
 
+import datetime
 import fcntl
+import io
 import os
 import pty
 import re
@@ -19,6 +21,7 @@ from quick_runs import ROOT, SMOKE
 ARGS = ["learner.device=cpu", "learner.compile=false", "eval.interval_steps=0"]
 LEADS = re.compile(r"[\d,]+/2,000 steps  \d+:\d\d:\d\d  [\d,]+ SPS  ETA ")
 """What every line starts with, however narrow: steps of the total, elapsed, SPS, the ETA."""
+ETA = re.compile(r"ETA (\? \([^)]*\)|\S+( days?, \S+)? at [\d,]+ steps/s( \(measuring\))?)")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -96,3 +99,46 @@ def test_without_a_terminal_the_run_writes_whole_lines_leading_with_the_same_fig
     phases = r"\[update \d+%, \w+ \d+%, \w+ \d+%\]"
     assert re.search(rf"return \S+  {phases}  loss \S+  maxQ \S+  eps \S+  8,000 frames$", last)
     assert "\x1b" not in result.stdout  # no terminal codes in a log file
+
+
+class _Learner:
+    """What the line reads of a learner: its latest metrics."""
+
+    def peek_metrics(self) -> dict[str, float]:
+        return {"loss": 0.01, "max_q": 1.0}
+
+
+def test_the_eta_follows_the_learning_speed_within_a_minute_and_says_when_it_is_measuring():
+    # A run's clock, driven through minutes of a run in no time: random play, learning's
+    # slow first minute (compiling, warming caches), then its steady speed.
+    from rich.console import Console
+
+    from atari_dqn.progress import Progress
+
+    now = [0.0]
+    progress = Progress(
+        1_000_000, 0, "Breakout", 4, console=Console(file=io.StringIO()), clock=lambda: now[0]
+    )
+    progress.begin(0, learning_from=5_000)
+    step, etas = 0, []
+
+    def play(seconds: float, speed: float) -> None:
+        nonlocal step
+        for _ in range(int(seconds / Progress.REFRESH_S)):
+            now[0] += Progress.REFRESH_S
+            step += int(speed * Progress.REFRESH_S)
+            progress.tick(step, 1.0, [], _Learner())
+            etas.append(re.search(ETA, progress.line(None))[0])
+
+    play(8, 500)  # random play, to 5,000 steps
+    assert etas[-1] == "ETA ? (random play ends in 0:00:02, then learning)"
+    play(2, 500)
+    play(10, 5)  # learning's warm-up, not timed
+    play(6, 30)
+    assert etas[-1] == "ETA ? (timing learning)"
+    play(50, 30)  # slow, and said to be measured still
+    assert etas[-1].endswith("at 30 steps/s (measuring)")
+    play(60, 100)  # the steady speed: within a minute, the ETA's
+    assert etas[-1].endswith("at 100 steps/s"), etas[-1]
+    left = (1_000_000 - step) / 100
+    assert etas[-1].startswith(f"ETA {datetime.timedelta(seconds=round(left))} ")
