@@ -28,7 +28,7 @@ def budget_warnings(cfg: Config) -> list[str]:
         lines.append(
             f"learner.target_update_steps={every:,} copies the target network at no step "
             f"between learning's start ({start:,}) and the end ({budget}): it learns "
-            "against the target it started with; lower learner.target_update_steps"
+            "against its first target network; lower learner.target_update_steps"
         )
     end = epsilon_at(cfg, total)
     if start + loop.epsilon_decay_steps > total and end != loop.epsilon_end:
