@@ -39,7 +39,7 @@ from atari_dqn.shell import atari_dqn_command, near
 MAKE_MARKER = "ATARI_DQN_MAKE"
 """Set by the Makefile's targets, so a run tells its user to resume it with `make resume`."""
 SITTING_START = re.compile(
-    r"(?P<stamp>\S+ \S+ UTC)  (?P<what>started|resumed) \S+ at [\d,]+ agent steps "
+    r"(?P<stamp>\S+ \S+ UTC)  (started|resumed) \S+ at [\d,]+ agent steps "
     r"\(pid (?P<pid>\d+)\)$"
 )
 """The line of `run.log` that begins a sitting (`logs.RunLogs` writes it)."""
@@ -183,7 +183,7 @@ class RunDir:
         return atari_dqn_command(*words, self.path)
 
     def unfinished_sitting(self) -> str | None:
-        """`pid 4915, started 2026-12-07 14:08:59 UTC` for the run's last sitting if `run.log`
+        """`pid 4915, from 2026-12-07 14:08:59 UTC` for the run's last sitting if `run.log`
         has no end of it (every sitting that ends, however it ends, writes where its time
         went): it was killed (kill -9, out of memory, a power cut). None if it ended."""
         lines = self.log_file.read_text().splitlines() if self.log_file.is_file() else []
@@ -192,7 +192,7 @@ class RunDir:
                 return None
             start = SITTING_START.match(line)
             if start:
-                return f"pid {start['pid']}, {start['what']} {start['stamp']}"
+                return f"pid {start['pid']}, from {start['stamp']}"
         return None
 
     def record_start(self, runtime: dict[str, Any], code: dict[str, Any], step: int) -> None:

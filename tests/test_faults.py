@@ -353,7 +353,7 @@ def test_a_resume_after_sigkill_says_the_sitting_was_killed_and_which_steps_it_r
     RunDir(run).stop_request.touch()  # the resume stops at once, with a checkpoint
     out, _ = start(run, resume_run=True).communicate(timeout=300)
     said = [
-        f"the last sitting (pid {pid}, started ",
+        f"the last sitting (pid {pid}, from ",
         f"agent steps {saved:,} -> {logged:,} (logged after the checkpoint) are lost and "
         "trained again",
     ]
