@@ -12,7 +12,8 @@ RUNS ?= runs/*
 
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# ATARI_DQN_MAKE tells a run that the Makefile started it, so it says `make resume ...`.
+# ATARI_DQN_MAKE tells a run (or a report) that the Makefile started it, so the commands it
+# prints are `make resume ...`, `make eval ...`.
 RUN := ATARI_DQN_MAKE=1 $(PY) -m atari_dqn
 
 .PHONY: install train resume eval sweep report bench bench-gpu gpu-check test test-slow lint \
@@ -28,7 +29,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 train: $(STAMP)
-	$(RUN) train --game $(GAME) --config $(CONFIG) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(ARGS)
+	$(RUN) train --game "$(GAME)" --config $(CONFIG) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(ARGS)
 
 # Continue a stopped run from its checkpoint: make resume RUN_DIR=runs/Breakout-20261125-120000
 resume: $(STAMP)
@@ -50,7 +51,7 @@ eval: $(STAMP)
 	$(RUN) eval --run-dir $(RUN_DIR) $(ARGS)
 
 report: $(STAMP)
-	$(PY) -m atari_dqn report $(RUNS) $(ARGS)
+	$(RUN) report $(RUNS) $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m atari_dqn bench all $(ARGS)

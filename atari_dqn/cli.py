@@ -14,7 +14,9 @@ from pathlib import Path
 
 from atari_dqn.bench.suite import PARTS as BENCH_PARTS
 from atari_dqn.configfile import load_config, to_yaml, valid_keys
-from atari_dqn.errors import ConfigError, UserError
+from atari_dqn.cores import wait_passively
+from atari_dqn.errors import ConfigError, UnknownGameError, UserError
+from atari_dqn.games import game_name
 
 DEFAULT_CONFIG = "configs/nature.yaml"
 
@@ -39,6 +41,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return _resume(args)
     if not args.game:
         raise ConfigError("train needs --game (e.g. --game Breakout) or --resume RUN_DIR")
+    _check_game_in_one_word("--game", args.game, args.overrides)
     source = args.config or DEFAULT_CONFIG
     cfg = load_config(source, args.overrides, game=args.game)
     if args.dry_run:
@@ -49,6 +52,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir) if args.run_dir else RunDir.new(cfg.env.game).path
     return train(cfg, run_dir, source=source)
+
+
+def _check_game_in_one_word(flag: str, given: str, overrides: list[str]) -> None:
+    """`--game Space Invaders` (a name with a space, unquoted) reaches us as the game `Space`
+    and the override `Invaders`: name the game, not the override."""
+    words = [item for item in overrides if "=" not in item]
+    if not words:
+        return
+    split = " ".join([given.rsplit(",", 1)[-1], *words])
+    try:
+        game = game_name(split)
+    except UnknownGameError:
+        return  # not a game: the override's own error says what is wrong
+    raise ConfigError(
+        f"the game '{split}' came as {len(words) + 1} words ({flag} {given}, then "
+        f"{' '.join(words)}); did you mean {game}? (write it as one word, or quote it)"
+    )
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -110,6 +130,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         return sweep.status(Path(args.status))
     if args.games is None:
         raise ConfigError("sweep needs --games (e.g. --games Breakout,Pong or nature49)")
+    _check_game_in_one_word("--games", args.games, args.overrides)
     if args.cpus_per_run is not None and args.cpus_per_run <= 0:
         raise ConfigError(f"--cpus-per-run must be positive, got {args.cpus_per_run:g}")
     if args.gpus_per_run < 0:
@@ -234,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    wait_passively()  # before any command loads torch (and for the Ray workers it starts)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

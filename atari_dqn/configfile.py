@@ -8,6 +8,7 @@ against its field's type, and then the sections check their own rules.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +17,10 @@ import yaml
 
 from atari_dqn.config import Config
 from atari_dqn.errors import ConfigError, did_you_mean
+from atari_dqn.shell import near
+
+PRESETS = Path(__file__).resolve().parents[1] / "configs"
+"""The configs shipped with the sources (`nature.yaml`, `cpu_demo.yaml`, ...)."""
 
 
 def _coerce(key: str, hint: Any, value: Any) -> Any:
@@ -118,6 +123,23 @@ def from_dict(values: dict[str, Any]) -> Config:
         raise ConfigError(str(exc)) from exc
 
 
+def _nearest_preset(path: Path) -> str:
+    """`; did you mean 'configs/combined.yaml'?` for the YAML file beside a missing `path`, or
+    among the shipped presets, whose name is closest to its name (`combind.yaml`,
+    `cpu_demo`), else ''."""
+    files = {}
+    for folder in dict.fromkeys((PRESETS, path.parent)):  # the user's folder wins a tie
+        if folder.is_dir():
+            files |= {found.stem: found for found in sorted(folder.glob("*.yaml"))}
+    match = difflib.get_close_matches(path.stem, list(files), n=1, cutoff=0.6)
+    return f"; did you mean '{near(files[match[0]])}'?" if match else ""
+
+
+def _kind(value: Any) -> str:
+    """What a YAML document that is not a mapping reads as: a string, a list, a single value."""
+    return {str: "a string", list: "a list"}.get(type(value), "a single value")
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: list[str] | None = None,
@@ -134,11 +156,19 @@ def load_config(
                 f"{path / 'nature.yaml'}"
             )
         if not path.is_file():
-            raise ConfigError(f"config file '{path}' not found (the ones shipped are in configs/)")
+            raise ConfigError(
+                f"config file '{path}' not found{_nearest_preset(path)} (the ones shipped are "
+                f"in {near(PRESETS)}/)"
+            )
         try:
             values = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from exc
+        if not isinstance(values, dict):
+            raise ConfigError(
+                f"config file '{path}' is not a config: it reads as {_kind(values)}, not as "
+                f"sections of key: value lines; name one such as {near(PRESETS / 'nature.yaml')}"
+            )
     values = _merge(values, parse_overrides(overrides or []))
     if game is not None:
         values = _merge(values, {"env": {"game": game}})

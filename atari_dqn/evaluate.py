@@ -63,6 +63,18 @@ class EvalResult:
         }
 
 
+FEW_GAMES = 10
+"""Below this many games, a bootstrap interval of their mean is too rough to read: three
+games resample into few distinct means (all one value when the three scores are equal)."""
+
+
+def too_few_games(games: int) -> str:
+    """A caveat to end the line that gives the interval of `games` games' mean, or ''."""
+    if games >= FEW_GAMES:
+        return ""
+    return f"; {games} games are too few for an interval worth reading (the paper plays 30)"
+
+
 def eval_env_config(cfg: Config) -> EnvConfig:
     """Env settings for scoring: the training preprocessing, with the paper's evaluation rules."""
     return dataclasses.replace(
@@ -143,8 +155,8 @@ def evaluate_and_film(
 ) -> EvalResult:
     """`evaluate`, then, with `film` (`["median"]`, `["best", "worst"]` or game numbers as
     `eval` prints them, from 1), those games as videos in `video_folder`
-    (`atari_dqn.video`); `say` reports each file written. A game whose replay differs from
-    it raises VideoError."""
+    (`atari_dqn.video`); `say` is handed the line that names each file written. A game whose
+    replay differs from it raises VideoError."""
     recorder = GameRecorder() if film else None
     result = evaluate(
         policy, cfg, episodes=episodes, seed=seed, progress=progress, recorder=recorder

@@ -1,8 +1,9 @@
-"""Where a run reports itself: CSV files, TensorBoard event files and a live progress bar.
+"""Where a run reports itself: CSV files, TensorBoard event files, `run.log` and the
+progress line (`atari_dqn.progress`).
 
 Each sink has a null twin (`NullTensorBoard`, `NullProgress`), so the loop never asks
 "is logging on?". Scalars reach the files already on the host, once per logging interval;
-the progress bar refreshes its figures every few seconds.
+the progress line refreshes its figures every few seconds.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import datetime as _dt
 import io
 import math
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,10 @@ import numpy as np
 
 from atari_dqn.config import Config
 from atari_dqn.durable import atomic_write_text
+from atari_dqn.evaluate import too_few_games
+from atari_dqn.progress import NullProgress, Progress
 from atari_dqn.rundir import RunDir
-from atari_dqn.timers import shares, summary
+from atari_dqn.timers import shares
 
 
 class CsvLog:
@@ -112,123 +114,6 @@ class NullTensorBoard:
     def close(self) -> None: ...
 
 
-class Progress:
-    """A rich progress bar over agent steps: frames, the speed of the last seconds, an ETA
-    that counts the phases ahead, epsilon, the recent return, the loss and mean max-Q, and
-    where the time went in the last logging interval. Its figures refresh every
-    `REFRESH_S` seconds, whatever the logging interval."""
-
-    REFRESH_S = 2.0
-    WARMUP_S = 10.0  # learning's first seconds (compiling, capturing), not timed for the ETA
-    MIN_LEARNING_S = 10.0  # learning time measured, after those, before an ETA is given
-
-    def __init__(
-        self, total_steps: int, start_step: int, description: str, frame_skip: int
-    ) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-        from rich.progress import Progress as RichProgress
-
-        self._bar = RichProgress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("steps"),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[eta]}"),
-            TextColumn("{task.fields[info]}"),
-            refresh_per_second=2,
-        )
-        self._bar.start()
-        self._task = self._bar.add_task(
-            description, total=total_steps, completed=start_step, eta="", info=""
-        )
-        self._total = total_steps
-        self._frame_skip = frame_skip
-        self._phases = ""
-        self.begin(start_step, 0)
-
-    def begin(self, step: int, learning_from: int) -> None:
-        """Training starts at `step`; learning (the slower phase) from step `learning_from`."""
-        self._learning_from = learning_from
-        self._last = (step, time.monotonic())
-        self._next_refresh = self._last[1] + self.REFRESH_S
-        # Steps and seconds of each phase; learning's first WARMUP_S seconds apart.
-        self._spent = {"random": [0, 0.0], "warm-up": [0, 0.0], "learning": [0, 0.0]}
-
-    def phases(self, seconds: dict[str, float]) -> None:
-        """Where the time went in the interval just logged (shown until the next one)."""
-        self._phases = summary(seconds, top=3)
-
-    def tick(self, step: int, epsilon: float, returns: Any, learner: Any) -> None:
-        """After each step: every few seconds, the figures of the moment."""
-        now = time.monotonic()
-        if now < self._next_refresh:
-            return
-        self._next_refresh = now + self.REFRESH_S
-        last_step, last_time = self._last
-        self._last = (step, now)
-        phase = self._spent[self._phase(last_step)]
-        phase[0] += step - last_step
-        phase[1] += now - last_time
-        means = learner.peek_metrics()
-        speed = (step - last_step) / (now - last_time)
-        frames = step * self._frame_skip
-        info = (
-            f"{f'{frames / 1e6:.2f}M' if frames >= 10**6 else f'{frames:,}'} frames  "
-            f"{speed:.0f} SPS  "
-            f"eps {epsilon:.3f}  return {np.mean(returns) if returns else float('nan'):.1f}  "
-            f"loss {float(means.get('loss', np.nan)):.4f}  "
-            f"maxQ {float(means.get('max_q', np.nan)):.3f}"
-        )
-        if self._phases:
-            info += f"  [{self._phases}]"
-        self._bar.update(self._task, completed=step, eta=self._eta(step), info=info)
-
-    def _phase(self, step: int) -> str:
-        if step < self._learning_from:
-            return "random"
-        return "learning" if self._spent["warm-up"][1] >= self.WARMUP_S else "warm-up"
-
-    def _eta(self, step: int) -> str:
-        """The time left: random play at its measured speed, then learning at its own once
-        it has been measured (until then, said so)."""
-        random_steps, random_s = self._spent["random"]
-        learn_steps, learn_s = self._spent["learning"]
-        if step < self._learning_from:
-            left = (self._learning_from - step) * random_s / max(random_steps, 1)
-            return f"random play ends in {_clock(left)}; learning speed not measured yet"
-        if learn_s < self.MIN_LEARNING_S:  # its warm-up, then its first seconds
-            return "ETA: measuring the learning speed"
-        rate = learn_steps / learn_s
-        return f"ETA {_clock((self._total - step) / rate)} (est. at {rate:,.0f} steps/s)"
-
-    def print(self, message: str) -> None:
-        self._bar.console.print(message, markup=False, highlight=False)
-
-    def close(self) -> None:
-        self._bar.stop()
-
-
-def _clock(seconds: float) -> str:
-    """`3 days, 4:05:06`, `0:01:02`: a duration for the ETA."""
-    return str(_dt.timedelta(seconds=round(seconds)))
-
-
-class NullProgress:
-    """No bar; messages still reach the terminal."""
-
-    def begin(self, step: int, learning_from: int) -> None: ...
-
-    def phases(self, seconds: dict[str, float]) -> None: ...
-
-    def tick(self, step: int, epsilon: float, returns: Any, learner: Any) -> None: ...
-
-    def print(self, message: str) -> None:
-        print(message, flush=True)
-
-    def close(self) -> None: ...
-
-
 class RunLogs:
     """All of a run's outputs: `metrics.csv` (training), `evals.csv` (evaluations), TensorBoard.
 
@@ -314,7 +199,7 @@ class RunLogs:
         ci = (record["ci_high"] - record["ci_low"]) / 2
         self.progress.print(
             f"eval at {record['agent_steps']:,} steps: {record['mean']:.1f} "
-            f"+- {ci:.1f} over {record['episodes']} games"
+            f"+- {ci:.1f} over {record['episodes']} games{too_few_games(record['episodes'])}"
         )
 
     def close(self) -> None:

@@ -20,15 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from atari_dqn.config import Config, experiment_keys
-from atari_dqn.configfile import flatten
+from atari_dqn.agent_name import what_it_is
+from atari_dqn.config import Config
 from atari_dqn.env.atari import action_meanings
 from atari_dqn.errors import ConfigError
+from atari_dqn.presets import experiment_changes, preset_label
 from atari_dqn.provenance import describe_code
 from atari_dqn.report_figures import film_lines, plot_run, read_csv
 from atari_dqn.rundir import RunDir
 from atari_dqn.scores import human_normalized, lookup
-from atari_dqn.shell import atari_dqn_command
 from atari_dqn.stats import bootstrap_ci, iqm, stratified_bootstrap_ci
 
 PAPER_FRAMES = 200_000_000  # 50M agent steps x 4 frames (Nature, Methods)
@@ -52,6 +52,7 @@ class RunSummary:
     game_frames_cap: int  # emulator frames at which those games were cut
     changes: tuple[str, ...] = ()  # the experiment's settings that differ from Nature's
     interval: tuple[float, float] | None = None  # the 95% CI recorded with the scores
+    what: str = ""  # the agent and the protocol (`agent_name.what_it_is`)
 
     @property
     def mean(self) -> float:
@@ -62,17 +63,6 @@ class RunSummary:
         """Whether its games were cut before the paper's evaluation games would have been: a
         game stopped early is scored on part of it, so its score is not the paper's kind."""
         return self.game_frames_cap < PAPER_GAME_FRAMES
-
-
-def experiment_changes(cfg: Config) -> tuple[str, ...]:
-    """`key=value` for each experiment setting of `cfg` that differs from the Nature paper's."""
-    nature = flatten(Config(env=type(cfg.env)(game=cfg.env.game)))
-    experiment = experiment_keys()
-    return tuple(
-        f"{key}={value}"
-        for key, value in flatten(cfg).items()
-        if value != nature[key] and key in experiment
-    )
 
 
 def _final_scores(
@@ -96,12 +86,24 @@ def _final_scores(
     if record is None:
         evals = read_csv(run.evals_csv)
         if not evals:
-            command = atari_dqn_command("eval", "--run-dir", run.path)
-            raise ConfigError(f"'{run}' has no evaluation yet: run `{command}`")
+            raise ConfigError(_no_evaluation(run))
         source, record = "evals.csv (last evaluation)", _from_csv_row(evals[-1])
     cap = int(record["protocol"]["max_episode_frames"])
     interval = (float(record["ci_low"]), float(record["ci_high"]))
     return int(record["emulator_frames"]), record["scores"], source, cap, interval
+
+
+def _no_evaluation(run: RunDir) -> str:
+    """Why `run` has no score, and the command that gives it one, as the user would type it:
+    `eval`, or, with no checkpoint to evaluate, the resume that trains one."""
+    from atari_dqn.checkpoint import has_checkpoint  # torch: only for a run without a score
+
+    if has_checkpoint(run):
+        return f"'{run}' has no evaluation yet: run `{run.eval_command()}`"
+    return (
+        f"'{run}' has no evaluation and no checkpoint to evaluate yet: train it on with "
+        f"`{run.resume_command()}`"
+    )
 
 
 def _from_csv_row(row: dict[str, str]) -> dict[str, Any]:
@@ -133,6 +135,7 @@ def summarise_run(run_dir: Path) -> RunSummary:
         cap,
         experiment_changes(cfg),
         interval,
+        what_it_is(cfg),
     )
 
 
@@ -181,22 +184,21 @@ def group_runs(runs: list[RunSummary]) -> dict[Group, list[RunSummary]]:
 
 
 def _config_labels(groups: dict[Group, list[RunSummary]]) -> dict[tuple[str, ...], str]:
-    """`nature` for the paper's settings, C1, C2, ... for the others."""
-    labels: dict[tuple[str, ...], str] = {(): "nature"}
-    for _, changes, _ in groups:
-        labels.setdefault(changes, f"C{len(labels)}")
-    return labels
+    """Each config by its preset's file name (`presets.preset_label`), in the order of
+    `groups`."""
+    return {changes: preset_label(changes) for _, changes, _ in groups}
 
 
 def _group_scores(group: list[RunSummary]) -> tuple[float, float, float, str]:
     """Mean and 95% CI: over the seeds' means with several seeds, else over its games (the
     interval its evaluation recorded, when it recorded one)."""
     if len(group) > 1:
-        return (*bootstrap_ci(np.array([r.mean for r in group])), "seeds")
+        return (*bootstrap_ci(np.array([r.mean for r in group])), f"{len(group)} seeds")
     run = group[0]
+    games = f"{len(run.scores)} game{'s' if len(run.scores) != 1 else ''}"
     if run.interval is not None:
-        return (run.mean, *run.interval, "games")
-    return (*bootstrap_ci(np.array(run.scores)), "games")
+        return (run.mean, *run.interval, games)
+    return (*bootstrap_ci(np.array(run.scores)), games)
 
 
 def game_table(groups: dict[Group, list[RunSummary]]) -> str:
@@ -204,7 +206,7 @@ def game_table(groups: dict[Group, list[RunSummary]]) -> str:
     games cut short, and a legend under the table says at what."""
     labels = _config_labels(groups)
     lines = [
-        "| game | config | frames trained | ours (mean, 95% CI over) | Nature DQN | random "
+        "| game | config | frames trained | ours: mean [95% CI] | Nature DQN | random "
         "| human | ours HNS % | Nature HNS % | seeds (which) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -220,7 +222,7 @@ def game_table(groups: dict[Group, list[RunSummary]]) -> str:
         mark = _mark(group)
         lines.append(
             f"| {game} | {labels[changes]} | {budget} "
-            f"| {_fmt(mean)}{mark} [{_fmt(low)}, {_fmt(high)}] {over} | {_fmt(nature)} "
+            f"| {_fmt(mean)}{mark} [{_fmt(low)}, {_fmt(high)}] over {over} | {_fmt(nature)} "
             f"| {_fmt(paper.random if paper else None)} | {_fmt(paper.human if paper else None)} "
             f"| {_fmt(ours_hns)}{mark if ours_hns is not None else ''} | {_fmt(nature_hns)} "
             f"| {len(group)} ({', '.join(str(r.seed) for r in group)}) |"
@@ -259,11 +261,23 @@ def aggregate(
 
 
 def _aggregate_lines(groups: dict[Group, list[RunSummary]]) -> list[str]:
-    """The aggregate's lines (`aggregate`), its score marked if a game of it is, and the
-    groups it takes."""
-    stats, used = aggregate(groups)
-    if not used:
-        return []
+    """An aggregate (`aggregate`) per config, never across configs: its name, then its
+    lines, its score marked if a game of it is, and the groups it takes."""
+    labels = _config_labels(groups)
+    lines = []
+    for changes, label in sorted(labels.items(), key=lambda item: item[1]):
+        ones = {key: group for key, group in groups.items() if key[1] == changes}
+        stats, used = aggregate(ones)
+        if used:
+            lines += [f"{label}:", *_stats_lines(ones, stats, used)]
+    return lines
+
+
+def _stats_lines(
+    groups: dict[Group, list[RunSummary]],
+    stats: dict[str, tuple[float, float, float]],
+    used: list[Group],
+) -> list[str]:
     runs = [run for key in used for run in groups[key]]
     mark = _mark(runs)
     # The stratified bootstrap resamples each game's seeds: with one seed per game every
@@ -279,11 +293,9 @@ def _aggregate_lines(groups: dict[Group, list[RunSummary]]) -> list[str]:
         lines.append(
             f"- {name}: {point:.1f}{mark} ({spread}) over {len(used)} game(s), {len(runs)} run(s)"
         )
-    labels = _config_labels(groups)
     taken = "; ".join(
-        f"{game}{_mark(groups[(game, changes, frames)])} ({labels[changes]}, "
-        f"{_frames_text(frames)} frames, {len(groups[(game, changes, frames)])} seed(s))"
-        for game, changes, frames in used
+        f"{key[0]}{_mark(groups[key])} ({_frames_text(key[2])} frames, {len(groups[key])} seed(s))"
+        for key in used
     )
     return [*lines, f"- from: {taken}"]
 
@@ -306,7 +318,8 @@ def _run_lines(run: RunSummary, out: Path) -> list[str]:
     return [
         f"### {run.path.name}",
         f"{run.game}, seed {run.seed}, {run.frames:,} frames; score {_fmt(run.mean)}"
-        f"{_mark([run])} from {run.source}. {_code_text(RunDir(run.path).trained_by())}",
+        f"{_mark([run])} from {run.source}. {run.what[0].upper()}{run.what[1:]}. "
+        f"{_code_text(RunDir(run.path).trained_by())}",
         "",
         f"![{run.path.name}]({png.name})",
         "",
@@ -314,22 +327,43 @@ def _run_lines(run: RunSummary, out: Path) -> list[str]:
     ]
 
 
+def _summaries(dirs: list[Path]) -> tuple[list[RunSummary], list[str]]:
+    """The runs that can be reported, and for each that cannot, a line saying why and what
+    to do about it."""
+    runs, left_out = [], []
+    for path in dirs:
+        try:
+            runs.append(summarise_run(path))
+        except ConfigError as exc:
+            left_out.append(str(exc))
+    return runs, left_out
+
+
 def write_report(run_dirs: list[Path], out: Path) -> int:
-    """Write `report.md` and one PNG per run into `out`; print the table."""
+    """Write `report.md` and one PNG per run into `out`; print the table. Runs without a
+    score are left out, each named with the reason and the command that gives it one."""
     dirs = [d for d in run_dirs if d.is_dir()]
     if not dirs:
         raise ConfigError(f"no run directories among {', '.join(map(str, run_dirs))}")
-    runs = [summarise_run(d) for d in dirs]
+    runs, left_out = _summaries(dirs)
+    if not runs:
+        raise ConfigError(
+            left_out[0] if len(left_out) == 1 else f"no run to report: {'; '.join(left_out)}"
+        )
     groups = group_runs(runs)
     out.mkdir(parents=True, exist_ok=True)
     table = game_table(groups)
     summary = _aggregate_lines(groups)
     lines = ["# atari-dqn report", "", table, "## Aggregate (human-normalised %)", "", *summary]
+    if left_out:
+        lines += ["", "## Runs left out", "", *(f"- {why}" for why in left_out)]
     lines += ["", "## Runs", ""]
     for run in runs:
         lines += _run_lines(run, out)
     (out / "report.md").write_text("\n".join(lines))
     print(table)
-    print("human-normalised %:", *summary, sep="\n")
+    print("human-normalised %, per config:", *summary, sep="\n")
+    for why in left_out:
+        print(f"left out: {why}")
     print(f"wrote {out / 'report.md'}")
     return 0

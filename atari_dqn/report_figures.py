@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,8 +38,28 @@ def frames_unit(largest: int) -> tuple[float, str]:
 
 
 def plot_run(run_path: Path, game: str, actions: list[str], out: Path) -> Path:
-    """Eval score against frames (Nature's score as a line), training return, loss, mean
-    max-Q, epsilon and the action histogram (labelled with the game's `actions`)."""
+    """`run_figure`, saved as `<run name>.png` in `out`."""
+    import matplotlib.pyplot as plt
+
+    fig = run_figure(run_path, game, actions)
+    path = out / f"{RunDir(run_path).name}.png"
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _series(ax: Any, x: np.ndarray, y: Any, **style: Any) -> None:
+    """A curve through the points, or, for one or two of them (no trend to draw), the
+    points alone as markers."""
+    if len(x) < 3:
+        style = {**style, "marker": style.get("marker", "o"), "linestyle": "none"}
+    ax.plot(x, y, **style)
+
+
+def run_figure(run_path: Path, game: str, actions: list[str]) -> Any:
+    """Eval score against frames (Nature's score as a line, the score of `eval.json` as its
+    own marker), training return, loss, mean max-Q, epsilon and the action histogram
+    (labelled with the game's `actions`), as a matplotlib figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -48,17 +69,32 @@ def plot_run(run_path: Path, game: str, actions: list[str], out: Path) -> Path:
     run_dir = RunDir(run_path)
     metrics = read_csv(run_dir.metrics_csv)
     evals = read_csv(run_dir.evals_csv)
+    final = run_dir.read_record(run_dir.eval_record)
     eval_frames = np.array([int(r["emulator_frames"]) for r in evals])
     frames = np.array([int(r["emulator_frames"]) for r in metrics])
-    divisor, xlabel = frames_unit(max([*eval_frames, *frames], default=0))
+    last = [int(final["emulator_frames"])] if final else []
+    divisor, xlabel = frames_unit(max([*eval_frames, *frames, *last], default=0))
     fig, axes = plt.subplots(2, 3, figsize=(15, 8))
     ax = axes[0, 0]
     if evals:
         y = np.array([float(r["mean"]) for r in evals])
         lo = np.array([float(r["ci_low"]) for r in evals])
         hi = np.array([float(r["ci_high"]) for r in evals])
-        ax.plot(eval_frames / divisor, y, marker="o", label="ours (eval, eps 0.05)")
+        _series(ax, eval_frames / divisor, y, marker="o", label="ours (eval, eps 0.05)")
         ax.fill_between(eval_frames / divisor, lo, hi, alpha=0.2)
+    if final:
+        mean = float(final["mean"])
+        ax.errorbar(
+            [last[0] / divisor],
+            [mean],
+            yerr=[[mean - float(final["ci_low"])], [float(final["ci_high"]) - mean]],
+            marker="*",
+            markersize=14,
+            color="C3",
+            capsize=4,
+            linestyle="none",
+            label=f"eval.json ({final['episodes']} games)",
+        )
     paper = lookup(game)
     if paper is not None and paper.nature_dqn is not None:
         ax.axhline(paper.nature_dqn, color="k", ls="--", label="Nature DQN (200M frames)")
@@ -72,24 +108,29 @@ def plot_run(run_path: Path, game: str, actions: list[str], out: Path) -> Path:
         (axes[1, 0], "mean_max_q", "mean max Q"),
         (axes[1, 1], "epsilon", "epsilon"),
     ):
-        ax.plot(frames / divisor, [float(r[key]) for r in metrics])
+        _series(ax, frames / divisor, [float(r[key]) for r in metrics])
         ax.set(title=title)
     ax = axes[1, 2]
     if metrics:
         counts = np.array([[int(c) for c in r["action_counts"].split()] for r in metrics], float)
         fractions = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-        ax.stackplot(frames / divisor, fractions.T, labels=actions)
+        if len(frames) < 3:  # a stack of areas needs a span: stacked bars at the points
+            width = 0.4 * (np.ptp(frames) or frames.max() or 1) / divisor
+            bottom = np.zeros(len(frames))
+            for label, share in zip(actions, fractions.T, strict=False):
+                ax.bar(frames / divisor, share, width, bottom=bottom, label=label)
+                bottom += share
+        else:
+            ax.stackplot(frames / divisor, fractions.T, labels=actions)
         ax.legend(fontsize=7, loc="upper right")
     ax.set(title="action histogram", ylabel="fraction")
     for ax in axes.flat:
         ax.set_xlabel(xlabel)
         # At most seven round numbers: four-digit labels then fit side by side in a panel.
         ax.xaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
+        ax.set_xlim(left=0)  # from the run's start: a lone point reads in its place
     fig.tight_layout()
-    path = out / f"{run_dir.name}.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def _strip_film(run: RunDir, videos: list[tuple[int, Path]]) -> tuple[int, Path]:

@@ -23,6 +23,7 @@ import datetime as _dt
 import fcntl
 import json
 import os
+import re
 import shlex
 import shutil
 from collections.abc import Iterator
@@ -37,6 +38,13 @@ from atari_dqn.shell import atari_dqn_command, near
 
 MAKE_MARKER = "ATARI_DQN_MAKE"
 """Set by the Makefile's targets, so a run tells its user to resume it with `make resume`."""
+SITTING_START = re.compile(
+    r"(?P<stamp>\S+ \S+ UTC)  (started|resumed) \S+ at [\d,]+ agent steps "
+    r"\(pid (?P<pid>\d+)\)$"
+)
+"""The line of `run.log` that begins a sitting (`logs.RunLogs` writes it)."""
+SITTING_END = re.compile(r"\S+ \S+ UTC  time: ")
+"""The line that ends one: where its time went (`loop.Trainer.run`, however it ends)."""
 STATE_FILE = "state.pt"
 """In a checkpoint folder: networks, optimiser, counters, RNG and env states."""
 REPLAY_FILE = "replay.ring"
@@ -116,15 +124,33 @@ class RunDir:
         return cfg
 
     def write_config(self, cfg: Config) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.create()
         atomic_write_text(self.config_file, to_yaml(cfg))
+
+    def create(self) -> None:
+        """Make the directory (and its parents), or say in one line why it cannot be made
+        (a read-only file system, a path under /proc)."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unwritable(exc) from None
+
+    def _unwritable(self, exc: OSError) -> ConfigError:
+        return ConfigError(
+            f"cannot write the run directory '{self}': {exc.strerror or exc}; choose a "
+            "--run-dir (RUN_DIR= under make) on a file system you can write to"
+        )
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the run's lock while training it: one process at a time. The kernel releases
         it when its holder dies, so a run whose trainer was killed can resume at once."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        with (self.path / "run.lock").open("a") as f:
+        self.create()
+        try:
+            lock = (self.path / "run.lock").open("a")
+        except OSError as exc:
+            raise self._unwritable(exc) from None
+        with lock as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -144,9 +170,30 @@ class RunDir:
     def resume_command(self) -> str:
         """The command that resumes this run, as it works from where the user stands: `make
         resume RUN_DIR=...` for a run the Makefile started, else `atari_dqn_command`'s."""
+        return self._command("resume", "train", "--resume")
+
+    def eval_command(self) -> str:
+        """The command that evaluates this run, in the form `resume_command` gives."""
+        return self._command("eval", "eval", "--run-dir")
+
+    def _command(self, target: str, *words: str) -> str:
+        """`make <target> RUN_DIR=...` under make, else the CLI's `<words> <this run>`."""
         if os.environ.get(MAKE_MARKER):
-            return f"make resume RUN_DIR={shlex.quote(near(self.path))}"
-        return atari_dqn_command("train", "--resume", self.path)
+            return f"make {target} RUN_DIR={shlex.quote(near(self.path))}"
+        return atari_dqn_command(*words, self.path)
+
+    def unfinished_sitting(self) -> str | None:
+        """`pid 4915, from 2026-12-07 14:08:59 UTC` for the run's last sitting if `run.log`
+        has no end of it (every sitting that ends, however it ends, writes where its time
+        went): it was killed (kill -9, out of memory, a power cut). None if it ended."""
+        lines = self.log_file.read_text().splitlines() if self.log_file.is_file() else []
+        for line in reversed(lines):
+            if SITTING_END.match(line):
+                return None
+            start = SITTING_START.match(line)
+            if start:
+                return f"pid {start['pid']}, from {start['stamp']}"
+        return None
 
     def record_start(self, runtime: dict[str, Any], code: dict[str, Any], step: int) -> None:
         """Write `runtime_record` for a start at agent step `step`: its runtime, and under

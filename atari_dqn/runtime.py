@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from atari_dqn.config import Config
+from atari_dqn.cores import usable_cores
 from atari_dqn.errors import ConfigError
 
 
@@ -44,7 +45,8 @@ class Runtime:
     prefetch: bool
     """A background thread samples the next batch while the learner runs."""
     torch_threads: int
-    """torch's intra-op threads (torch's default when the config says 0)."""
+    """torch's intra-op threads (when the config says 0, torch's default, at most the cores
+    this process can use: `cores.usable_cores`)."""
 
     @property
     def on_cuda(self) -> bool:
@@ -139,7 +141,7 @@ def resolve(cfg: Config) -> Runtime:
         channels_last=_switch(learner.channels_last, not on_cuda),
         overlap=_switch(cfg.loop.overlap, on_cuda),
         prefetch={"always": True, "never": False}.get(cfg.replay.prefetch, on_cuda),
-        torch_threads=learner.torch_threads or torch.get_num_threads(),
+        torch_threads=learner.torch_threads or min(torch.get_num_threads(), usable_cores()),
     )
 
 

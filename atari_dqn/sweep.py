@@ -163,7 +163,9 @@ def run_sweep(
             refs[ref] = run
             record.set(run.name, "pending")  # until Ray starts it (it then writes run.log)
         try:
-            with Live(progress_table(runs, record), refresh_per_second=1) as live:
+            # transient: the live table gives way to the one `summarise` prints, once
+            table = progress_table(runs, record)
+            with Live(table, refresh_per_second=1, transient=True) as live:
                 while refs:
                     _collect(ray, refs, record, timeout=1.0)
                     _mark_started(refs.values(), record, submitted)
@@ -223,21 +225,17 @@ def summarise(out: Path, runs: list[SweepRun], record: SweepRecord) -> int:
     """The table of every run, then the report over the finished ones."""
     from rich.console import Console
 
-    from atari_dqn.report import summarise_run, write_report
+    from atari_dqn.report import write_report
 
     Console().print(progress_table(runs, record))
-    scored = []
-    for run in (r for r in runs if record.state(r.name) == "done"):
-        try:
-            summarise_run(run.run.path)
-        except ConfigError as exc:  # finished without a score (no evaluation, say)
-            print(f"not in the report: {exc}")
-        else:
-            scored.append(run.run.path)
-    if scored:
-        write_report(scored, out / "report")
+    finished = [r.run.path for r in runs if record.state(r.name) == "done"]
+    if not finished:
+        print("no finished run to report yet")
     else:
-        print("no finished run with a score to report yet")
+        try:  # the report leaves out, and names, a run finished without a score
+            write_report(finished, out / "report")
+        except ConfigError as exc:  # none of them has one
+            print(f"no report yet: {exc}")
     return 0 if all(record.state(r.name) == "done" for r in runs) else 1
 
 

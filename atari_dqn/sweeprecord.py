@@ -1,6 +1,6 @@
 """What a sweep has done: its record (`OUT/sweep.json`) and its one table.
 
-The table shows each run's game, seed, progress, speed, last score and state, read from
+The table shows each run's progress, speed, last score and state, read from
 what the runs write (the last rows of `metrics.csv` and `evals.csv`) and from the record,
 so the live view during a sweep and `sweep --status` show the same thing.
 """
@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich import box
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from atari_dqn.config import Config
 from atari_dqn.configfile import to_dict
@@ -109,25 +112,34 @@ def last_row(path: Path) -> dict[str, str]:
     return rows[0] if rows else {}
 
 
-def progress_table(runs: list[SweepRun], record: SweepRecord) -> Table:
-    table = Table(title=f"sweep: {len(runs)} run(s)")
-    for column in ("run", "game", "seed", "agent steps", "steps/s", "last eval", "state"):
+def progress_table(runs: list[SweepRun], record: SweepRecord) -> Group:
+    """Each run's progress, speed, last score and state, in under 80 columns (a run's name
+    says its game and seed); below the table, the error of each failed run, whole."""
+    table = Table(title=f"sweep: {len(runs)} run(s)", box=box.SIMPLE_HEAD)
+    for column in ("run", "agent steps", "steps/s", "last eval", "state"):
         table.add_column(column, justify="right" if column != "run" else "left")
+    errors = []
     for run in runs:
         metrics, evals = last_row(run.run.metrics_csv), last_row(run.run.evals_csv)
         state = record.state(run.name)
         error = record.data.get("runs", {}).get(run.name, {}).get("error")
-        steps = _int(metrics.get("agent_steps"))
+        total = run.cfg.loop.total_steps
+        steps = total if state == "done" else _int(metrics.get("agent_steps"))
         table.add_row(
             run.name,
-            run.game,
-            str(run.seed),
-            f"{steps:,} / {run.cfg.loop.total_steps:,}" if steps is not None else "-",
+            f"{_count(steps)} / {_count(total)}" if steps is not None else "-",
             _fmt(metrics.get("steps_per_second"), "{:,.0f}"),
             _fmt(evals.get("mean"), "{:,.1f}"),
-            f"[{_STYLE.get(state, 'white')}]{state}[/]" + (f": {error}" if error else ""),
+            Text(state, style=_STYLE.get(state, "")),
         )
-    return table
+        if error:
+            errors.append(Text(f"{run.name}: {error}", style=_STYLE["failed"]))
+    return Group(table, *errors)
+
+
+def _count(steps: int) -> str:
+    """Agent steps in a few columns: `600`, `250,000`, `12.5M`."""
+    return f"{steps:,}" if steps < 10**6 else f"{steps / 1e6:.3g}M"
 
 
 def _int(value: Any) -> int | None:

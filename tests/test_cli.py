@@ -294,3 +294,84 @@ def test_dry_run_and_the_game_list_load_neither_torch_nor_numba():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "loaded: []"
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (".gitignore", "config file '.gitignore' is not a config: it reads as a string"),
+        ("configs/combind.yaml", "not found; did you mean 'configs/combined.yaml'?"),
+        ("configs/cpu_demo", "not found; did you mean 'configs/cpu_demo.yaml'?"),
+    ],
+)
+def test_a_file_that_is_no_config_or_a_misspelt_preset_is_one_line_naming_the_nearest(
+    tmp_path, config, expected
+):
+    run = tmp_path / "run"
+    result = cli("train", "--game", "Breakout", "--config", config, "--run-dir", str(run))
+    one_error_line(result, expected)
+    assert "Traceback" not in result.stderr and not run.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (("train", "--game", "Space", "Invaders"), "--game Space"),
+        (("sweep", "--games", "Pong,Space", "Invaders"), "--games Pong,Space"),
+    ],
+)
+def test_a_game_name_split_by_the_shell_is_named_as_the_game_not_as_an_override(
+    tmp_path, args, flag
+):
+    run = tmp_path / "run"
+    where = ("--run-dir", str(run)) if args[0] == "train" else ("--out", str(run))
+    line = one_error_line(cli(*args, *where), "the game 'Space Invaders' came as 2 words")
+    assert f"({flag}, then Invaders); did you mean SpaceInvaders?" in line
+    assert not run.exists()
+
+
+@pytest.mark.skipif(
+    not (ROOT / ".venv" / ".installed").exists(), reason="needs the Makefile's .venv"
+)
+def test_make_passes_a_game_name_with_a_space_as_one_name():
+    make = ["make", "--no-print-directory", "-o", ".venv/.installed", "train"]
+    result = subprocess.run(
+        [*make, "GAME=Space Invaders", "ARGS=--dry-run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout.split("\n", 1)[1])["env"]["game"] == "SpaceInvaders"
+
+
+@pytest.mark.parametrize("run_dir", ["/sys/atari-dqn-run", "/proc/atari-dqn-run/run"])
+def test_a_run_directory_that_cannot_be_written_is_one_line_and_nothing_is_printed_before(
+    run_dir,
+):
+    # /sys refuses a new directory (EPERM), /proc has no such parent (ENOENT): the same
+    # path as a read-only file system's EROFS.
+    result = cli("train", "--game", "Breakout", "--config", str(SMOKE), "--run-dir", run_dir)
+    one_error_line(result, f"cannot write the run directory '{run_dir}': ")
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert not Path(run_dir).exists()
+
+
+def test_a_run_names_its_agent_and_protocol_at_its_start_in_run_log_and_in_the_report(tmp_path):
+    from atari_dqn.report import write_report
+
+    run = tmp_path / "run"
+    family = ["learner.double_dqn=true", "learner.dueling=true", "replay.prioritized=true"]
+    args = ["--game", "Breakout", "--config", str(SMOKE), "--run-dir", str(run), *QUIET]
+    steps = ["loop.total_steps=600", "eval.interval_steps=600"]  # evaluated at its end
+    result = cli("train", *args, *family, "learner.n_step=3", *steps)
+    assert result.returncode == 0, result.stderr
+    what = (
+        "agent: Double DQN + dueling + prioritized + 3-step; scored by 2 evaluation games "
+        "(epsilon 0.05, up to 30 no-ops, 2,000 frames at most)"
+    )
+    assert result.stdout.splitlines()[1] == f"  {what}"  # under the line that starts the run
+    assert f"  {what}\n" in (run / "run.log").read_text()
+    write_report([run], tmp_path / "report")
+    assert f"A{what[1:]}." in (tmp_path / "report" / "report.md").read_text()

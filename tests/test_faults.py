@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import resource
 import signal
 import subprocess
@@ -334,3 +335,29 @@ def test_a_resumed_run_logs_each_step_once_in_the_csv_files_and_in_tensorboard(t
     tb = EventAccumulator(str(run / "tensorboard"))
     tb.Reload()
     assert sorted(e.step for e in tb.Scalars("train/agent_steps")) == steps
+
+
+def test_a_resume_after_sigkill_says_the_sitting_was_killed_and_which_steps_it_redoes(tmp_path):
+    run = tmp_path / "run"
+    every = ("checkpoint.interval_steps=1000", "logging.interval_steps=100")
+    proc = start(run, *every, "loop.total_steps=100000")
+    # Killed between two checkpoints, once it has logged steps past the first.
+    wait_for(lambda: checkpoint_step(run) >= 1000 and read_steps(run / "metrics.csv")[-1] >= 1200)
+    proc.kill()
+    proc.wait(timeout=10)
+    saved, logged = checkpoint_step(run), read_steps(run / "metrics.csv")[-1]
+    assert logged > saved
+    (pid,) = re.findall(
+        r"started Breakout at 0 agent steps \(pid (\d+)\)", (run / "run.log").read_text()
+    )
+    RunDir(run).stop_request.touch()  # the resume stops at once, with a checkpoint
+    out, _ = start(run, resume_run=True).communicate(timeout=300)
+    said = [
+        f"the last sitting (pid {pid}, from ",
+        f"agent steps {saved:,} -> {logged:,} (logged after the checkpoint) are lost and "
+        "trained again",
+    ]
+    log = (run / "run.log").read_text()
+    for line in said:
+        assert line in out and line in log, out
+    assert "ended without a trace: it was killed (kill -9, out of memory, a power cut)" in log

@@ -3,30 +3,41 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from quick_runs import ROOT
 
-from atari_dqn.configfile import load_config, to_yaml
+from atari_dqn.configfile import PRESETS, load_config, to_yaml
 from atari_dqn.env.atari import action_meanings
 from atari_dqn.errors import ConfigError
 from atari_dqn.evaluate import EvalResult
 from atari_dqn.logs import CsvLog
 from atari_dqn.report import CUT, aggregate, group_runs, summarise_run, write_report
-from atari_dqn.report_figures import frames_unit
+from atari_dqn.report_figures import frames_unit, run_figure
 from atari_dqn.rundir import RunDir
 from atari_dqn.scores import human_normalized
 
 
 def fake_run(
-    root: Path, game: str, seed: int, eval_scores: list[float], frames: int, *overrides: str
+    root: Path,
+    game: str,
+    seed: int,
+    eval_scores: list[float],
+    frames: int,
+    *overrides: str,
+    config: Path | None = None,
 ) -> Path:
-    """A run directory as `train` writes it, with made-up but well-formed contents."""
+    """A run directory as `train` writes it (of `config`, default Nature's), with made-up but
+    well-formed contents."""
     run = root / f"{game}-{seed}-{len(list(root.glob('*'))) if root.exists() else 0}"
     run.mkdir(parents=True)
-    cfg = load_config(None, [f"seed={seed}", *overrides], game=game)
+    cfg = load_config(config, [f"seed={seed}", *overrides], game=game)
     n_actions = len(action_meanings(cfg.env))
     (run / "config.yaml").write_text(to_yaml(cfg))
     metrics, evals = CsvLog(run / "metrics.csv"), CsvLog(run / "evals.csv")
@@ -75,9 +86,9 @@ def test_report_puts_our_scores_beside_the_papers_and_draws_each_run(tmp_path, c
     text = (out / "report.md").read_text()
     breakout = next(line for line in text.splitlines() if line.startswith("| Breakout"))
     cells = [c.strip() for c in breakout.strip("|").split("|")]
-    assert cells[1] == "nature"
+    assert cells[1] == "nature.yaml"
     assert cells[2] == "10.0M (paper: 200M)"  # a short run is labelled as such
-    assert cells[3].startswith("17.0 [") and cells[3].endswith("seeds")  # over both seeds
+    assert cells[3].startswith("17.0 [") and cells[3].endswith("] over 2 seeds")
     assert cells[4] == "401.2" and cells[5] == "1.7" and cells[6] == "31.8"
     assert float(cells[7]) == pytest.approx(human_normalized("Breakout", 17.0), abs=0.05)
     assert cells[9] == "2 (0, 1)"  # how many seeds, and which
@@ -134,9 +145,11 @@ def test_scores_from_games_cut_shorter_than_the_papers_are_marked_where_shown(tm
         "18,000-frame cap: not comparable with the paper's scores"
     )
     assert legend in text.splitlines()
-    median, iqm_line, taken = aggregate_lines(text)
+    lines = aggregate_lines(text)  # an aggregate per config: Breakout's, then Pong's
+    assert len(lines) == 6 and CUT not in "".join(lines[:3])
+    median, iqm_line, taken = lines[3:]
     assert median.startswith("- median: ") and CUT in median and CUT in iqm_line
-    assert f"Pong{CUT} (C1, 8,000 frames" in taken and "Breakout (nature, 8,000 frames" in taken
+    assert f"Pong{CUT} (8,000 frames" in taken
     assert f"Pong, seed 0, 8,000 frames; score -12.5{CUT} from eval.json." in text
     assert "Breakout, seed 0, 8,000 frames; score 11.0 from eval.json." in text
 
@@ -175,7 +188,7 @@ def test_frames_trained_read_plainly_at_every_size(tmp_path, frames, shown):
     write_report([fake_run(tmp_path, "Pong", 0, [1.0], frames)], tmp_path / "report")
     text = (tmp_path / "report" / "report.md").read_text()
     assert table_row(text, "Pong")[2] == f"{shown} (paper: 200M)"
-    assert f"- from: Pong (nature, {shown} frames, 1 seed(s))" in text.splitlines()
+    assert f"- from: Pong ({shown} frames, 1 seed(s))" in text.splitlines()
 
 
 @pytest.mark.parametrize(
@@ -239,9 +252,11 @@ def test_runs_that_differ_in_config_or_budget_are_not_pooled(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith("| Breakout")]
     assert len(rows) == 2
     assert {[c.strip() for c in row.strip("|").split("|")][9] for row in rows} == {"1 (0)"}
-    assert "C1: learner.optimizer=adam, learner.learning_rate=0.0001" in text
-    # The aggregate takes one group per game, the longest-trained, and says which.
-    assert "from: Breakout (C1, 2.4M frames, 1 seed(s))" in text
+    adam_label = "nature.yaml + learner.optimizer=adam, learner.learning_rate=0.0001"
+    assert {table_row(text, "Breakout")[1]} <= {adam_label, "nature.yaml"}
+    # An aggregate per config, each saying which groups it takes.
+    assert f"{adam_label}:\n- median" in text and "nature.yaml:\n- median" in text
+    assert "from: Breakout (2.4M frames, 1 seed(s))" in text
 
 
 def test_runs_of_different_dqn_variants_are_different_rows(tmp_path):
@@ -301,3 +316,79 @@ def test_a_start_from_an_older_checkpoint_drops_the_starts_whose_steps_it_redoes
     run.record_start({"device": "cuda"}, codes[2], step=1000)  # killed after 2000, resumed at 1000
     assert run.trained_by() == [{"step": 0, **codes[0]}, {"step": 1000, **codes[2]}]
     assert run.read_record(run.runtime_record)["device"] == "cuda"  # the latest start's runtime
+
+
+def test_an_aggregate_is_over_one_config_and_each_config_is_named_by_its_preset(tmp_path):
+    demo = fake_run(
+        tmp_path, "Breakout", 0, [30.0, 40.0, 50.0], 2_400_000, config=PRESETS / "cpu_demo.yaml"
+    )
+    combined = fake_run(
+        tmp_path, "Pong", 0, [-3.0, -4.0, -5.0], 800_000, config=PRESETS / "combined.yaml"
+    )
+    write_report([demo, combined], tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "| game | config | frames trained | ours: mean [95% CI] |" in text
+    breakout, pong = table_row(text, "Breakout"), table_row(text, "Pong")
+    assert (breakout[1], pong[1]) == ("cpu_demo.yaml", "combined.yaml")
+    assert breakout[3] == "40.0 [39.0, 41.0] over 3 games"
+    section = text.split("## Aggregate", 1)[1].split("## Runs", 1)[0]
+    assert "combined.yaml:\n- median: " in section and "cpu_demo.yaml:\n- median: " in section
+    assert section.count("over 1 game(s), 1 run(s)") == 4  # median and IQM of each alone
+    assert "2 game(s)" not in section
+
+
+def test_a_run_without_a_score_is_left_out_and_named_with_the_make_command_that_gives_one(
+    tmp_path,
+):
+    scored = fake_run(tmp_path, "Pong", 0, [-20.0], 4000)
+    evaluable, untrained = fake_run(tmp_path, "Pong", 1, [1.0], 4000), tmp_path / "untrained"
+    for run in (evaluable, untrained):
+        if run.exists():
+            (run / "eval.json").unlink()
+            (run / "evals.csv").unlink()
+    (evaluable / "checkpoint").mkdir()
+    (evaluable / "checkpoint" / "state.pt").write_bytes(b"a checkpoint")
+    untrained.mkdir()
+    (untrained / "config.yaml").write_text((scored / "config.yaml").read_text())
+    out = tmp_path / "report"
+    result = subprocess.run(
+        [sys.executable, "-m", "atari_dqn", "report", str(scored), str(evaluable), str(untrained)]
+        + ["--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "ATARI_DQN_MAKE": "1"},  # as `make report` runs it
+    )
+    assert result.returncode == 0, result.stderr
+    left_out = [line for line in result.stdout.splitlines() if line.startswith("left out: ")]
+    assert left_out == [
+        f"left out: '{evaluable}' has no evaluation yet: run `make eval RUN_DIR={evaluable}`",
+        f"left out: '{untrained}' has no evaluation and no checkpoint to evaluate yet: train "
+        f"it on with `make resume RUN_DIR={untrained}`",
+    ]
+    text = (out / "report.md").read_text()
+    assert "## Runs left out" in text and f"make eval RUN_DIR={evaluable}" in text
+    assert table_row(text, "Pong")[9] == "1 (0)"  # the scored run alone
+
+
+@pytest.mark.parametrize(("rows", "joined"), [(1, False), (2, False), (4, True)])
+def test_one_or_two_points_are_drawn_as_markers_and_the_final_evaluation_as_its_own(
+    tmp_path, rows, joined
+):
+    # A run evaluated only at its end (`eval` after training: eval.json, no evals.csv).
+    run = fake_run(tmp_path, "Pong", 0, [-20.0, -21.0], 4000)
+    (run / "evals.csv").unlink()
+    lines = (run / "metrics.csv").read_text().splitlines()
+    (run / "metrics.csv").write_text("\n".join(lines[: 1 + rows]) + "\n")
+    actions = action_meanings(load_config(run / "config.yaml").env)
+    figure = run_figure(run, "Pong", actions)
+    score, training_return, histogram = figure.axes[0], figure.axes[1], figure.axes[5]
+    (final,) = [line for line in score.lines if line.get_marker() == "*"]
+    assert final.get_xydata().tolist() == [[4000.0, -20.5]]  # eval.json's frames and mean
+    assert "eval.json (2 games)" in [t.get_text() for t in score.get_legend().get_texts()]
+    (curve,) = training_return.lines
+    assert len(curve.get_xydata()) == rows and curve.get_marker() == ("None" if joined else "o")
+    assert (curve.get_linestyle() != "None") == joined
+    drawn = histogram.patches if not joined else histogram.collections
+    assert len(drawn) == (rows * len(actions) if not joined else len(actions))

@@ -36,6 +36,9 @@ RUN = [
 ]
 
 
+COLUMNS_80 = {**os.environ, "COLUMNS": "80"}
+
+
 def sweep(out: Path, games: str, *extra: str, **popen) -> subprocess.Popen:
     args = ["sweep", "--games", games, "--seeds", "0", "--config", str(SMOKE), "--out", str(out)]
     return subprocess.Popen(
@@ -93,6 +96,21 @@ def test_a_sweep_trains_reports_stops_on_ctrl_c_and_the_same_command_resumes_onl
     # A finished sweep, run again, starts nothing.
     assert "0 run(s) to train, 2 done" in finish(sweep(out, "Breakout,Pong"))
     assert len(starts(pong)) == 2 and starts(out / "Breakout-seed0") == breakout_starts
+
+
+def test_a_sweeps_table_is_printed_once_on_lines_of_its_own_within_80_columns(tmp_path):
+    # `make sweep SEEDS="0, 1"` passes --seeds "0,,1"; the output is not a terminal here, as
+    # in a log file (the live table, transient, leaves nothing behind in a terminal either).
+    text = finish(sweep(tmp_path / "sweep", "Breakout", "--seeds", "0,,1", env=COLUMNS_80))
+    lines = text.splitlines()
+    assert [line.strip() for line in lines].count("sweep: 2 run(s)") == 1, text
+    start = next(i for i, x in enumerate(lines) if x.strip() == "sweep: 2 run(s)")
+    table = lines[start : next(i for i, x in enumerate(lines) if x.startswith("| game |"))]
+    assert all(len(line) <= 80 for line in table), table
+    assert [x.split()[:2] for x in table if "-seed" in x] == [
+        ["Breakout-seed0", "600"],
+        ["Breakout-seed1", "600"],
+    ]
 
 
 def test_a_run_whose_ray_worker_is_killed_is_retried_and_ends_as_one_never_killed(tmp_path):

@@ -97,6 +97,17 @@ def test_eval_video_films_the_best_median_and_worst_scored_games_frame_for_step(
         assert shape == FRAME_SIZE == (420, 640)
 
 
+def test_eval_gives_the_scores_before_the_films_of_them_and_says_3_games_are_too_few(trained):
+    result = eval_3_games(trained, "--video", "eval.max_episode_frames=1200")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    scores = [i for i, line in enumerate(lines) if line.startswith("game ")]
+    films = [i for i, line in enumerate(lines) if line.endswith(".mp4")]
+    assert len(scores) == 3 and films and max(scores) < min(films), result.stdout
+    (mean,) = [line for line in lines if "95% CI" in line]
+    assert mean.endswith("; 3 games are too few for an interval worth reading (the paper plays 30)")
+
+
 def test_a_bad_video_games_value_is_one_line_and_status_2(trained):
     result = eval_3_games(trained, "--video-games", "4")
     assert result.returncode == 2
