@@ -12,15 +12,21 @@ from atari_dqn.config import Config
 
 def agent_name(cfg: Config) -> str:
     """`Nature DQN`, `Double DQN`, `DQN + dueling`, `Double DQN + dueling + prioritized +
-    3-step`: the paper's agent when no switch of the family is on, else the switches on."""
+    3-step`, `DQN + C51`: the paper's agent when no switch of the family is on, else the
+    switches on; all six are `Rainbow (...)` (Hessel et al. 2018)."""
     learner = cfg.learner
     parts = [
         "Double DQN" if learner.double_dqn else "DQN",
         *(["dueling"] if learner.dueling else []),
         *(["prioritized"] if cfg.replay.prioritized else []),
         *([f"{learner.n_step}-step"] if learner.n_step > 1 else []),
+        *(["C51"] if learner.distributional else []),
+        *(["noisy nets"] if learner.noisy else []),
     ]
-    return "Nature DQN" if parts == ["DQN"] else " + ".join(parts)
+    if parts == ["DQN"]:
+        return "Nature DQN"
+    named = " + ".join(parts)
+    return f"Rainbow ({named})" if len(parts) == 6 and learner.double_dqn else named
 
 
 def protocol_name(cfg: Config) -> str:

@@ -17,10 +17,22 @@ from atari_dqn.configfile import PRESETS, load_config
         ("prioritized.yaml", "Double DQN + prioritized"),
         ("nstep.yaml", "DQN + 3-step"),
         ("combined.yaml", "Double DQN + dueling + prioritized + 3-step"),
+        (
+            "rainbow.yaml",
+            "Rainbow (Double DQN + dueling + prioritized + 3-step + C51 + noisy nets)",
+        ),
     ],
 )
 def test_each_preset_names_the_agent_it_trains(preset, agent):
     assert agent_name(load_config(PRESETS / preset)) == agent
+
+
+def test_c51_and_noisy_nets_are_named_alone_and_with_others():
+    nature = PRESETS / "nature.yaml"
+    assert agent_name(load_config(nature, ["learner.distributional=true"])) == "DQN + C51"
+    assert agent_name(load_config(nature, ["learner.noisy=true", "learner.double_dqn=true"])) == (
+        "Double DQN + noisy nets"
+    )
 
 
 def test_the_protocol_says_how_the_score_is_measured_and_any_sticky_actions():
