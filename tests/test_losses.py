@@ -102,7 +102,8 @@ def _algorithm_1(rewards, discounts, probs, support):
     for b in range(len(rewards)):
         for j in range(n):
             tz = min(max(rewards[b] + discounts[b] * support[j], v_min), v_max)
-            b_j = (tz - v_min) / delta_z
+            # Clamped: (v_max - v_min) / delta_z can round to just above n - 1.
+            b_j = min((tz - v_min) / delta_z, n - 1)
             low, up = math.floor(b_j), math.ceil(b_j)
             if low == up:
                 m[b, low] += probs[b, j]
