@@ -13,7 +13,8 @@ from atari_dqn.config import Config
 def agent_name(cfg: Config) -> str:
     """`Nature DQN`, `Double DQN`, `DQN + dueling`, `Double DQN + dueling + prioritized +
     3-step`, `DQN + C51`: the paper's agent when no switch of the family is on, else the
-    switches on; all six are `Rainbow (...)` (Hessel et al. 2018)."""
+    switches on; all six are `Rainbow (...)` (Hessel et al. 2018); DrQ's augmentation is
+    named as a switch too."""
     learner = cfg.learner
     parts = [
         "Double DQN" if learner.double_dqn else "DQN",
@@ -22,6 +23,7 @@ def agent_name(cfg: Config) -> str:
         *([f"{learner.n_step}-step"] if learner.n_step > 1 else []),
         *(["C51"] if learner.distributional else []),
         *(["noisy nets"] if learner.noisy else []),
+        *(["DrQ augmentation"] if learner.augmentation == "drq" else []),
     ]
     if parts == ["DQN"]:
         return "Nature DQN"
@@ -42,6 +44,8 @@ def protocol_name(cfg: Config) -> str:
         )
     if env.repeat_action_probability > 0:
         scored += f", sticky actions {env.repeat_action_probability:g}"
+    if ev.benchmark == "atari100k":
+        scored = f"Atari 100k benchmark, {scored}"
     return scored
 
 

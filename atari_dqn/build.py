@@ -97,9 +97,15 @@ def policy(
 
 def learner(cfg: Config, runtime: Runtime, n_actions: int) -> Learner:
     """A learner of a new network for `n_actions` actions, initialised from `cfg.seed`
-    (and, for noisy layers, its noise generator seeded from it)."""
-    noise = runtime.noise_generator(cfg.seed + 1) if cfg.learner.noisy else None
-    return Learner(_network(cfg, n_actions), cfg.learner, runtime, noise=noise)
+    (and, for noisy layers or augmented batches, its generator seeded from it)."""
+    draws = cfg.learner.noisy or cfg.learner.augmentation != "none"
+    return Learner(
+        _network(cfg, n_actions),
+        cfg.learner,
+        runtime,
+        generator=runtime.generator(cfg.seed + 1) if draws else None,
+        target_is_online=cfg.learner.target_update_steps <= cfg.loop.update_every_steps,
+    )
 
 
 def _assemble(

@@ -12,61 +12,17 @@ rest of the code takes sections whole and trusts them.
 
 from __future__ import annotations
 
-import typing
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Literal
+from typing import Literal
 
-from atari_dqn.errors import ConfigError, did_you_mean
+from atari_dqn.errors import ConfigError
 from atari_dqn.games import game_name
+from atari_dqn.sections import Section, check_range, fixed, not_experiment
 from atari_dqn.shapes import min_capacity, min_screen_size
 
 
-class _Section:
-    """A config section: checks its own ranges when built (`KEY_RANGES`, by field name)."""
-
-    NAME: ClassVar[str]
-    KEY_RANGES: ClassVar[dict[str, str]] = {}
-    """Field -> `positive`, `non_negative` or `probability`."""
-
-    def __post_init__(self) -> None:
-        for name, rule in self.KEY_RANGES.items():
-            _check_range(f"{self.NAME}.{name}", getattr(self, name), rule)
-        # A word setting is one of its words, however the section was built (in Python,
-        # `channels_last=True` would otherwise read as neither "true" nor "auto").
-        hints = typing.get_type_hints(type(self))
-        for f in fields(self):
-            choices, value = typing.get_args(hints[f.name]), getattr(self, f.name)
-            if typing.get_origin(hints[f.name]) is Literal and value not in choices:
-                raise ConfigError(
-                    f"{self.NAME}.{f.name}: expected one of {', '.join(map(repr, choices))}, "
-                    f"got {value!r}" + did_you_mean(str(value), [str(c) for c in choices])
-                )
-
-
-def _not_experiment(default: Any) -> Any:
-    """A setting that is not part of the experiment: how a run runs (device, speed, logs,
-    checkpoints), or which run of the experiment it is (its seed, its budget). Runs that
-    differ only in such settings are the same experiment (`experiment_keys`)."""
-    return field(default=default, metadata={"experiment": False})
-
-
-def _fixed(default: Any) -> Any:
-    """A setting a checkpoint is made of (env states, the replay, the network's input): a
-    resumed run cannot change it (`fixed_on_resume_keys`)."""
-    return field(default=default, metadata={"fixed_on_resume": True})
-
-
-def _check_range(key: str, value: float, rule: str) -> None:
-    if rule == "positive" and value <= 0:
-        raise ConfigError(f"{key} must be positive, got {value}")
-    if rule == "non_negative" and value < 0:
-        raise ConfigError(f"{key} must be >= 0, got {value}")
-    if rule == "probability" and not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{key} must be in [0, 1], got {value}")
-
-
 @dataclass(frozen=True)
-class EnvConfig(_Section):
+class EnvConfig(Section):
     """The Atari environment and its preprocessing (Methods, "Preprocessing")."""
 
     NAME = "env"
@@ -78,27 +34,27 @@ class EnvConfig(_Section):
         "repeat_action_probability": "probability",
     }
 
-    game: str = _fixed("Breakout")
+    game: str = fixed("Breakout")
     """Game name: `Breakout`, `breakout` or `ALE/Breakout-v5` (stored as `Breakout`)."""
-    frame_skip: int = _fixed(4)
+    frame_skip: int = fixed(4)
     """Emulator frames per agent step; the action is repeated on each."""
-    max_pool_frames: bool = _fixed(True)
+    max_pool_frames: bool = fixed(True)
     """Max over the last two raw frames of a step (removes sprite flicker)."""
-    screen_size: int = _fixed(84)
+    screen_size: int = fixed(84)
     """Side of the square grayscale frame, in pixels (the replay and the network follow it)."""
-    noop_max: int = _fixed(30)
+    noop_max: int = fixed(30)
     """Up to this many random no-op actions after each reset."""
-    fire_reset: bool = _fixed(True)
+    fire_reset: bool = fixed(True)
     """Press FIRE after reset in games that wait for it."""
-    terminal_on_life_loss: bool = _fixed(True)
+    terminal_on_life_loss: bool = fixed(True)
     """A lost life ends the episode for learning (never for scoring)."""
-    clip_rewards: bool = _fixed(True)
+    clip_rewards: bool = fixed(True)
     """Rewards clipped to [-1, 1] for learning; the raw reward is kept in `info`."""
-    max_episode_frames: int = _fixed(108_000)
+    max_episode_frames: int = fixed(108_000)
     """Training episode cap in emulator frames (30 minutes at 60 Hz)."""
-    repeat_action_probability: float = _fixed(0.0)
+    repeat_action_probability: float = fixed(0.0)
     """Sticky actions (0.0 in the Nature paper; 0.25 per Machado et al. 2018)."""
-    full_action_space: bool = _fixed(False)
+    full_action_space: bool = fixed(False)
     """All 18 actions instead of the game's minimal set."""
 
     def __post_init__(self) -> None:
@@ -107,7 +63,7 @@ class EnvConfig(_Section):
 
 
 @dataclass(frozen=True)
-class ReplayConfig(_Section):
+class ReplayConfig(Section):
     """The frame-ring replay memory (Methods, "Training details": experience replay)."""
 
     NAME = "replay"
@@ -118,14 +74,14 @@ class ReplayConfig(_Section):
         "priority_epsilon": "positive",
     }
 
-    capacity: int = _fixed(1_000_000)
+    capacity: int = fixed(1_000_000)
     """Transitions stored, summed over all envs."""
-    history_length: int = _fixed(4)
+    history_length: int = fixed(4)
     """Frames stacked into one observation."""
-    prefetch: Literal["auto", "always", "never"] = _not_experiment("auto")
+    prefetch: Literal["auto", "always", "never"] = not_experiment("auto")
     """Sample the next batch in a background thread while the learner runs. `auto`: on a GPU
     only; on a CPU the thread competes with torch's for the same cores (-8% on 2 cores)."""
-    prioritized: bool = _fixed(False)
+    prioritized: bool = fixed(False)
     """Proportional prioritized replay (Schaul et al. 2016): draw transitions with
     probability proportional to priority ** `priority_exponent`, a priority being the last
     |TD error| (+ `priority_epsilon`), a new transition's the largest so far; correct the
@@ -139,7 +95,7 @@ class ReplayConfig(_Section):
 
 
 @dataclass(frozen=True)
-class LearnerConfig(_Section):
+class LearnerConfig(Section):
     """The Q-network, its loss and its optimiser (Methods, "Model architecture")."""
 
     NAME = "learner"
@@ -172,53 +128,59 @@ class LearnerConfig(_Section):
     min_squared_gradient: float = 0.01
     """Constant added to the second moment (inside the square root for DeepMind's RMSProp)."""
     target_update_steps: int = 10_000
-    """Agent steps between copies of the online network into the target network."""
-    device: str = _not_experiment("auto")
+    """Agent steps between copies of the online network into the target network. At most
+    `loop.update_every_steps` (DrQ's 1): synced before every update, so the target is the
+    online network itself (no copy is made)."""
+    device: str = not_experiment("auto")
     """`auto` (CUDA when present, else CPU), `cpu`, `cuda` or `cuda:N`."""
-    torch_threads: int = _not_experiment(0)
+    torch_threads: int = not_experiment(0)
     """Intra-op threads for torch on the CPU; 0 keeps torch's default."""
-    channels_last: Literal["auto", "true", "false"] = _not_experiment("auto")
+    channels_last: Literal["auto", "true", "false"] = not_experiment("auto")
     """Channels-last convolutions; `auto`: on the CPU only. On a CPU its kernels are faster
     for the same fp32 maths; on CUDA `bench learner` measured cuDNN's slower (0.79 against
     0.67 ms per captured update on an H200), and they sum in another order."""
     bf16_autocast: bool = False
     """bfloat16 autocast for forward passes (changes the maths; off for faithfulness)."""
-    compile: bool = _not_experiment(True)
+    compile: bool = not_experiment(True)
     """torch.compile the update step (fp32 as eager; falls back to eager if it fails).
     Not with a CUDA graph, which replaces it."""
-    cuda_graph: Literal["auto", "true", "false"] = _not_experiment("auto")
+    cuda_graph: Literal["auto", "true", "false"] = not_experiment("auto")
     """Capture the whole update (and greedy acting) as CUDA graphs, replayed each step;
     `auto`: when the learner is on CUDA."""
     tf32: bool = False
     """Let cuDNN and cuBLAS use TF32 on CUDA: faster, but not fp32 maths (drift: `bench
     learner`)."""
-    n_step: int = _fixed(1)
+    n_step: int = fixed(1)
     """Steps of reward summed before bootstrapping (Rainbow's multi-step returns); 1 is the
     Nature paper's one-step target. Cut at an episode's end: a terminal step bootstraps
     nothing, a truncated one from its true last frame."""
     double_dqn: bool = False
     """Double DQN (van Hasselt et al. 2016): the online network picks the next action, the
     target network values it; False is the Nature target, the target network's max."""
-    dueling: bool = _fixed(False)
+    dueling: bool = fixed(False)
     """The dueling head (Wang et al. 2016): value and advantage streams after the
     convolutions, combined as V + A - mean(A); False is the Nature CNN's single head."""
     max_grad_norm: float = 0.0
     """Clip the gradient's global norm to this (10 in Wang et al. 2016); 0 turns it off."""
-    distributional: bool = _fixed(False)
+    distributional: bool = fixed(False)
     """C51 (Bellemare et al. 2017): a distribution over `num_atoms` returns in [v_min, v_max]
     per action, learnt by cross-entropy (also its priority); Q-values are the means."""
-    num_atoms: int = _fixed(51)
+    num_atoms: int = fixed(51)
     """Atoms of the distributional head's support (51: C51)."""
-    v_min: float = _fixed(-10.0)
+    v_min: float = fixed(-10.0)
     """Smallest return on the support (-10: C51 with clipped rewards)."""
-    v_max: float = _fixed(10.0)
+    v_max: float = fixed(10.0)
     """Largest return on the support."""
-    noisy: bool = _fixed(False)
+    noisy: bool = fixed(False)
     """Noisy networks (Fortunato et al. 2018): factorised Gaussian fully connected layers, new
     noise each acting step and each network pass of an update, none in evaluation."""
-    noisy_sigma0: float = _fixed(0.5)
+    noisy_sigma0: float = fixed(0.5)
     """The noisy layers' initial scale is sigma_0 / sqrt(inputs) (0.5: Fortunato et al.)."""
-    stop_on_nonfinite: bool = _not_experiment(True)
+    augmentation: Literal["none", "drq"] = "none"
+    """`drq`: each sampled stack (s and s' apart) shifted by up to 4 pixels with replicated
+    edges, then scaled by 1 + 0.05 * clip(N(0, 1), -2, 2) (DrQ, Kostrikov et al. 2020, as
+    Dopamine's Atari 100k agents); for learning only, never acting."""
+    stop_on_nonfinite: bool = not_experiment(True)
     """Stop the run when the loss or a Q-value becomes NaN or infinite, keeping the last
     good checkpoint (checked at each logging interval and before each checkpoint)."""
 
@@ -236,7 +198,7 @@ class LearnerConfig(_Section):
 
 
 @dataclass(frozen=True)
-class LoopConfig(_Section):
+class LoopConfig(Section):
     """The acting and learning schedule (Methods, "Training details")."""
 
     NAME = "loop"
@@ -250,9 +212,9 @@ class LoopConfig(_Section):
         "epsilon_end": "probability",
     }
 
-    num_envs: int = _fixed(1)
+    num_envs: int = fixed(1)
     """Environments stepped together; 1 is the paper's single stream."""
-    total_steps: int = _not_experiment(50_000_000)
+    total_steps: int = not_experiment(50_000_000)
     """Agent steps to train for, summed over envs (50M steps = 200M emulator frames)."""
     replay_start_steps: int = 50_000
     """Agent steps of uniformly random actions before learning starts."""
@@ -264,7 +226,7 @@ class LoopConfig(_Section):
     """Final exploration rate."""
     epsilon_decay_steps: int = 1_000_000
     """Agent steps over which epsilon falls linearly from start to end."""
-    overlap: Literal["auto", "true", "false"] = _not_experiment("auto")
+    overlap: Literal["auto", "true", "false"] = not_experiment("auto")
     """Run the owed updates while worker processes step the envs (acting then uses weights
     one step's updates older); `false`: the plain order, step then learn. `auto`: on when
     the learner is on CUDA (on a 2-core CPU the updates and the envs share the cores, and
@@ -272,30 +234,36 @@ class LoopConfig(_Section):
 
 
 @dataclass(frozen=True)
-class EvalConfig(_Section):
+class EvalConfig(Section):
     """The paper's evaluation protocol (Methods, "Evaluation procedure")."""
 
     NAME = "eval"
     KEY_RANGES = {
         "interval_steps": "non_negative",
         "episodes": "positive",
+        "num_envs": "non_negative",
         "epsilon": "probability",
         "max_episode_frames": "positive",
         "noop_max": "non_negative",
     }
 
-    interval_steps: int = _not_experiment(250_000)
+    interval_steps: int = not_experiment(250_000)
     """Agent steps between evaluations during training; 0 turns them off."""
-    episodes: int = _not_experiment(30)
+    episodes: int = not_experiment(30)
     """Full games per evaluation."""
+    num_envs: int = not_experiment(0)
+    """Games played at once, one batched forward pass per step; 0: `loop.num_envs`."""
     epsilon: float = 0.05
     """Exploration rate while evaluating."""
     max_episode_frames: int = 18_000
     """Evaluation episode cap in emulator frames (5 minutes at 60 Hz)."""
     noop_max: int = 30
     """Up to this many random no-op actions at the start of each evaluation game."""
-    video: bool = _not_experiment(False)
+    video: bool = not_experiment(False)
     """Film the median game of each evaluation during training (`videos/` of the run)."""
+    benchmark: Literal["nature", "atari100k"] = "nature"
+    """Whose published scores the report sets a run beside: the Nature paper's table, or the
+    Atari 100k benchmark's published runs (Kaiser et al. 2020; Agarwal et al. 2021)."""
     scores_from: Literal["evaluation", "training"] = "evaluation"
     """Where a run's score comes from: `evaluation`, separate games with this protocol (the
     Nature paper), or `training`, its last 100 training games (Machado et al. 2018;
@@ -303,30 +271,30 @@ class EvalConfig(_Section):
 
 
 @dataclass(frozen=True)
-class LoggingConfig(_Section):
+class LoggingConfig(Section):
     """Where progress goes while training."""
 
     NAME = "logging"
     KEY_RANGES = {"interval_steps": "positive"}
 
-    interval_steps: int = _not_experiment(10_000)
+    interval_steps: int = not_experiment(10_000)
     """Agent steps between rows of metrics.csv and TensorBoard scalars."""
-    tensorboard: bool = _not_experiment(True)
+    tensorboard: bool = not_experiment(True)
     """Write TensorBoard event files into the run directory."""
-    progress: bool = _not_experiment(True)
+    progress: bool = not_experiment(True)
     """Show a live progress bar."""
 
 
 @dataclass(frozen=True)
-class CheckpointConfig(_Section):
+class CheckpointConfig(Section):
     """What is saved, and how often, so no work is lost."""
 
     NAME = "checkpoint"
     KEY_RANGES = {"interval_steps": "positive"}
 
-    interval_steps: int = _not_experiment(1_000_000)
+    interval_steps: int = not_experiment(1_000_000)
     """Agent steps between checkpoints; one is also written at the end and on Ctrl-C."""
-    save_replay: bool = _not_experiment(True)
+    save_replay: bool = not_experiment(True)
     """Include the replay memory, so a resumed run continues exactly."""
 
 
@@ -341,11 +309,11 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    seed: int = _not_experiment(0)
+    seed: int = not_experiment(0)
     """Seeds the envs, the replay sampler, the network and exploration."""
 
     def __post_init__(self) -> None:
-        _check_range("seed", self.seed, "non_negative")
+        check_range("seed", self.seed, "non_negative")
         _check_across_sections(self)
 
 

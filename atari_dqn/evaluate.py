@@ -101,7 +101,7 @@ def evaluate(
     games, and the same seed gives the same games. A `recorder` (and a policy with
     `act_and_values`) keeps what it takes to watch the scored games again.
     """
-    n = min(episodes, cfg.loop.num_envs)
+    n = min(episodes, cfg.eval.num_envs or cfg.loop.num_envs)
     quota = np.array([episodes // n + (i < episodes % n) for i in range(n)])
     done_per_env = np.zeros(n, dtype=np.int64)
     steps_in_game = np.zeros(n, dtype=np.int64)

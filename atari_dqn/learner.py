@@ -1,13 +1,18 @@
 """The learner: gradient steps on batches, target copies, and the metrics of both.
 
 `Learner` owns the online network it is given, a target copy of it, the optimiser and, for
-a noisy network, the generator its noise comes from. What an update minimises is the
-agent's objective (`atari_dqn.objectives`, chosen once at construction; its maths are the
-pure functions of `atari_dqn.losses`), so every agent of the family runs the same update.
+a noisy network or an augmented batch, the generator their random draws come from. What an
+update minimises is the agent's objective (`atari_dqn.objectives`, chosen once at
+construction; its maths are the pure functions of `atari_dqn.losses`), so every agent of
+the family runs the same update.
 Its hot path is free of host syncs: metrics are summed on the device and read once per
 logging interval (`take_metrics`). How the update runs (eagerly, compiled, or as one
 captured CUDA graph) is the runtime's decision. Acting is not the learner's job:
 `atari_dqn.policy` reads the online network (and draws its noise from the same generator).
+
+With the target synced at every update (DrQ's `target_update_period = 1`), the target
+network is the online one itself: each update bootstraps from the weights before it, with
+no copy made and, for Double DQN, one pass on s' serving both choosing and valuing.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 import torch
 
 from atari_dqn import runtime as rt
+from atari_dqn.augment import augment, draw_shifts
 from atari_dqn.config import LearnerConfig
 from atari_dqn.cuda_graphs import CapturedStep, StateSnapshot
 from atari_dqn.network import NatureCNN
@@ -34,8 +40,10 @@ class Learner:
     """Learns `online` (a Q-network, moved here to the runtime's device) from batches:
     its target copy, the optimiser, the update and the metric sums.
 
-    `noise`: the generator a noisy network's noise comes from (`Runtime.noise_generator`), on the
-    runtime's device; None for a network without noisy layers."""
+    `generator`: where a noisy network's noise and the batch augmentation's draws come from
+    (`Runtime.generator`, on the runtime's device); None when there are neither.
+    `target_is_online`: the target is synced before every update, so it is the online
+    network itself (`sync_target` then has nothing to do)."""
 
     METRICS = ("loss", "mean_q", "max_q", "q_per_action", "td_abs")
 
@@ -44,18 +52,24 @@ class Learner:
         online: NatureCNN,
         cfg: LearnerConfig,
         runtime: Runtime,
-        noise: torch.Generator | None = None,
+        generator: torch.Generator | None = None,
+        target_is_online: bool = False,
     ) -> None:
         self.cfg = cfg
         self.runtime = runtime
         self.device = runtime.torch_device
         self.online = runtime.place(online)
-        self.target = copy.deepcopy(self.online).requires_grad_(False)
-        if (noise is None) != (online.noise_size == 0):
-            raise ValueError("a noisy network needs a noise generator, and only a noisy one")
-        self.noise = noise
-        self._draw_noise = self._no_noise if noise is None else self._fresh_noise
-        self._objective = make_objective(cfg, self.online)
+        if target_is_online:
+            self.target = self.online
+        else:
+            self.target = copy.deepcopy(self.online).requires_grad_(False)
+        augmented = cfg.augmentation != "none"
+        if (generator is None) != (online.noise_size == 0 and not augmented):
+            raise ValueError("a noisy network or augmented batches need a generator, and only they")
+        self.generator = generator
+        self._draw_noise = self._fresh_noise if online.noise_size else self._no_noise
+        self._draw_shifts = self._fresh_shifts if augmented else self._no_shifts
+        self._objective = make_objective(cfg, self.online, target_is_online)
         self.n_actions: int = online.n_actions
         self.optimizer = make_optimizer(
             self.online.parameters(), cfg, capturable=runtime.cuda_graph
@@ -100,8 +114,14 @@ class Learner:
         next_obs: torch.Tensor,
         weight: torch.Tensor,
         noise: Noise,
+        shifts: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The forward passes and the loss; the part of an update that torch.compile fuses."""
+        """The augmentation, the forward passes and the loss; the part of an update that
+        torch.compile fuses."""
+        if shifts is not None:
+            offsets, normals = shifts
+            obs = augment(obs, offsets[0], normals[0])
+            next_obs = augment(next_obs, offsets[1], normals[1])
         memory_format = self.runtime.memory_format
         obs = obs.contiguous(memory_format=memory_format)
         next_obs = next_obs.contiguous(memory_format=memory_format)
@@ -122,11 +142,20 @@ class Learner:
 
     def _fresh_noise(self) -> Noise:
         """New noise for one update: online at s_tm1, target at s_t, online at s_t."""
-        return tuple(self.online.sample_noise(self.noise, 3).unbind(0))
+        return tuple(self.online.sample_noise(self.generator, 3).unbind(0))
 
     @staticmethod
     def _no_noise() -> Noise:
         return (None, None, None)
+
+    def _fresh_shifts(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """New augmentation draws for one update of `batch_size` (drawn outside the
+        compiled function, which takes no generator)."""
+        return draw_shifts(self.generator, batch_size, self.device)
+
+    @staticmethod
+    def _no_shifts(batch_size: int) -> None:
+        return None
 
     def _step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One gradient step, its metrics summed on the device; the metrics of the batch
@@ -140,6 +169,7 @@ class Learner:
             next_obs,
             batch.weight,
             self._draw_noise(),
+            self._draw_shifts(len(batch.action)),
         )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -196,7 +226,7 @@ class Learner:
         the warm-up's effect on the weights, the optimiser and the sums is undone first."""
         counters = [*self._sums.values(), self._made, self._first_nonfinite]
         snapshot = StateSnapshot(
-            [*self.online.parameters(), *counters], self.optimizer, generator=self.noise
+            [*self.online.parameters(), *counters], self.optimizer, generator=self.generator
         )
         self.optimizer.zero_grad(set_to_none=True)
         self._graph = CapturedStep(lambda: self._step(inputs), undo_warmup=snapshot.restore)
@@ -220,6 +250,11 @@ class Learner:
             metrics = self._step(batch)
         self.compiled_ok = True
         return metrics
+
+    @property
+    def noise(self) -> torch.Generator | None:
+        """The generator a noisy network's noise comes from (for acting too), or None."""
+        return self.generator if self.online.noise_size else None
 
     # -- what the loop reads -----------------------------------------------------------------
 
@@ -245,19 +280,22 @@ class Learner:
         return means
 
     def sync_target(self) -> None:
-        """Copy the online weights into the target network (every `target_update_steps`)."""
-        self.target.load_state_dict(self.online.state_dict())
+        """Copy the online weights into the target network (every `target_update_steps`);
+        nothing to do when the target is the online network."""
+        if self.target is not self.online:
+            self.target.load_state_dict(self.online.state_dict())
 
     def state_dict(self) -> dict:
-        """Online and target weights, the optimiser state and, for a noisy network, the
-        noise generator's state (acting draws from it too), for checkpoints."""
+        """Online and target weights, the optimiser state and, for a noisy network or an
+        augmented batch, the generator's state (a noisy network's acting draws from it
+        too), for checkpoints."""
         state = {
             "online": self.online.state_dict(),
             "target": self.target.state_dict(),
             "optimizer": self.optimizer.state_dict(),
         }
-        if self.noise is not None:
-            state["noise_rng"] = self.noise.get_state()
+        if self.generator is not None:
+            state["generator"] = self.generator.get_state()
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -268,6 +306,6 @@ class Learner:
         self.online.load_state_dict(state["online"])
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.noise is not None:
-            self.noise.set_state(state["noise_rng"])
+        if self.generator is not None:
+            self.generator.set_state(state["generator"])
         self._graph = None

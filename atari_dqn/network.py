@@ -240,9 +240,12 @@ class NatureCNN(nn.Module):
         return factorised_noise(normal)
 
     def _output(self, obs: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        if obs.dtype != torch.uint8 or obs.dim() != 4 or tuple(obs.shape[1:]) != self.input_shape:
+        # uint8 frames, or float32 ones on the same 0..255 scale (an augmented batch).
+        pixels = obs.dtype in (torch.uint8, torch.float32)
+        if not pixels or obs.dim() != 4 or tuple(obs.shape[1:]) != self.input_shape:
             raise ValueError(
-                f"NatureCNN expects uint8[B, {', '.join(map(str, self.input_shape))}] frames, "
+                f"NatureCNN expects uint8[B, {', '.join(map(str, self.input_shape))}] frames "
+                "(or float32 on the 0..255 scale), "
                 f"got {str(obs.dtype).removeprefix('torch.')}{list(obs.shape)}"
             )
         return self.head(self.layers(obs.float() / 255.0, noise), noise)

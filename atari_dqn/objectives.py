@@ -65,9 +65,12 @@ def _target_choice(
 Selector = Callable[[NatureCNN, torch.Tensor, torch.Tensor | None, torch.Tensor], torch.Tensor]
 
 
-def _selector(cfg: LearnerConfig) -> Selector:
-    """Which Q-values pick the action at s_t: the online network's under Double DQN."""
-    return _online_choice if cfg.double_dqn else _target_choice
+def _selector(cfg: LearnerConfig, target_is_online: bool) -> Selector:
+    """Which Q-values pick the action at s_t: the online network's under Double DQN. When
+    the target network is the online one and draws no noise, its own pass on s_t is the
+    online network's: Double DQN then costs no second pass."""
+    same_pass = target_is_online and not cfg.noisy
+    return _online_choice if cfg.double_dqn and not same_pass else _target_choice
 
 
 def _max_target(
@@ -81,9 +84,9 @@ class ValueObjective:
     target network's max (Nature) or from its value of the online network's choice
     (`learner.double_dqn`)."""
 
-    def __init__(self, cfg: LearnerConfig) -> None:
+    def __init__(self, cfg: LearnerConfig, target_is_online: bool) -> None:
         self._loss = cfg.loss
-        self._choose = _selector(cfg)
+        self._choose = _selector(cfg, target_is_online)
         self._bootstrap = double_q_learning_target if cfg.double_dqn else _max_target
 
     def forward(
@@ -122,8 +125,8 @@ class CategoricalObjective:
     projected onto the support; the next action is the one of largest mean Q-value, under
     the target network (C51) or the online network (`learner.double_dqn`, as Rainbow)."""
 
-    def __init__(self, cfg: LearnerConfig, support: torch.Tensor) -> None:
-        self._choose = _selector(cfg)
+    def __init__(self, cfg: LearnerConfig, support: torch.Tensor, target_is_online: bool) -> None:
+        self._choose = _selector(cfg, target_is_online)
         self._support = support
 
     def forward(
@@ -166,8 +169,9 @@ class CategoricalObjective:
 Objective = ValueObjective | CategoricalObjective
 
 
-def make_objective(cfg: LearnerConfig, online: NatureCNN) -> Objective:
-    """The objective of `cfg`'s agent, for `online` (on its device)."""
+def make_objective(cfg: LearnerConfig, online: NatureCNN, target_is_online: bool) -> Objective:
+    """The objective of `cfg`'s agent, for `online` (on its device); `target_is_online`:
+    the target network is the online one (synced before every update)."""
     if cfg.distributional:
-        return CategoricalObjective(cfg, online.support)
-    return ValueObjective(cfg)
+        return CategoricalObjective(cfg, online.support, target_is_online)
+    return ValueObjective(cfg, target_is_online)

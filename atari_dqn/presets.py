@@ -33,8 +33,9 @@ def _presets() -> dict[str, frozenset[str]]:
     """{file name: its experiment changes} of each shipped preset, Nature's first."""
     found = {NATURE: frozenset()}
     if PRESETS.is_dir():
-        for path in sorted(PRESETS.glob("*.yaml")):
-            found.setdefault(path.name, frozenset(experiment_changes(load_config(path))))
+        for path in sorted(PRESETS.rglob("*.yaml")):
+            name = path.relative_to(PRESETS).as_posix()  # `atari100k/drq_eps.yaml`
+            found.setdefault(name, frozenset(experiment_changes(load_config(path))))
     return found
 
 

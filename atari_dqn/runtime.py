@@ -64,8 +64,9 @@ class Runtime:
         """`module` on this runtime's device, in its memory format."""
         return module.to(self.torch_device, memory_format=self.memory_format)
 
-    def noise_generator(self, seed: int) -> torch.Generator:
-        """The generator a noisy network's noise is drawn from, seeded with `seed`: on the
+    def generator(self, seed: int) -> torch.Generator:
+        """The generator a learner's random draws come from (a noisy network's noise, the
+        batch augmentation's shifts), seeded with `seed`: on the
         CPU one of its own; on CUDA the device's default generator, the one a captured graph
         draws from without registering it (each replay then draws new values, and its state,
         saved in checkpoints, says where the draws are)."""

@@ -52,7 +52,7 @@ def test_every_nature_yaml_line_cites_its_source():
 
 
 def test_shipped_configs_all_load():
-    for path in (ROOT / "configs").glob("*.yaml"):
+    for path in (ROOT / "configs").rglob("*.yaml"):
         load_config(path)
 
 

@@ -340,13 +340,13 @@ def test_a_noisy_learners_state_holds_its_noise_generator_so_the_next_update_is_
     a = make_learner(**RAINBOW)
     a.update(_batch(seed=1))
     state = copy.deepcopy(a.state_dict())
-    assert "noise_rng" in state
+    assert "generator" in state
     b = make_learner(seed=99, **RAINBOW)
     b.load_state_dict(state)
     ma, mb = a.update(_batch(seed=3)), b.update(_batch(seed=3))
     assert torch.equal(ma["loss"], mb["loss"])
     assert all(torch.equal(x, y) for x, y in _pairs(a.online, b.online))
-    assert "noise_rng" not in make_learner().state_dict()  # plain DQN's checkpoint as before
+    assert "generator" not in make_learner().state_dict()  # plain DQN's checkpoint as before
 
 
 @cuda

@@ -294,7 +294,7 @@ def test_rainbow_trains_resumes_exactly_and_evaluates_with_its_mean_weights(tmp_
     base = (*_resume_base(1, "never", "adam", "false"), *RAINBOW, "env.screen_size=42")
     a, b = _full_and_resumed(tmp_path, base)
     assert a["counters"] == b["counters"]
-    assert torch.equal(a["learner"]["noise_rng"], b["learner"]["noise_rng"])
+    assert torch.equal(a["learner"]["generator"], b["learner"]["generator"])
     for key, value in a["learner"]["online"].items():
         assert torch.equal(value, b["learner"]["online"][key]), key
     assert "head.advantage.2.weight_sigma" in a["learner"]["online"]
