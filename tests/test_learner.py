@@ -12,6 +12,7 @@ import pytest
 import torch
 from quick_runs import make_learner
 
+from atari_dqn.augment import augment, draw_shifts
 from atari_dqn.config import Config, LearnerConfig
 from atari_dqn.errors import ConfigError
 from atari_dqn.losses import (
@@ -21,6 +22,7 @@ from atari_dqn.losses import (
     q_learning_target,
     td_loss,
 )
+from atari_dqn.objectives import make_objective
 from atari_dqn.replay.batch import Batch
 from atari_dqn.runtime import resolve
 
@@ -318,6 +320,9 @@ def test_a_c51_learner_minimises_the_cross_entropy_to_the_projected_target(doubl
 
 
 RAINBOW = dict(noisy=True, dueling=True, double_dqn=True, **C51)
+DRQ = dict(double_dqn=True, dueling=True, target_update_steps=1)
+"""DrQ's learner but its augmentation: Double DQN and dueling, the target synced before
+every update."""
 
 
 def test_a_noisy_learner_draws_new_noise_for_each_update_from_its_generator():
@@ -350,15 +355,18 @@ def test_a_noisy_learners_state_holds_its_noise_generator_so_the_next_update_is_
 
 
 @cuda
-def test_on_cuda_a_captured_rainbow_update_draws_its_noise_as_the_eager_one_does():
-    # C51's loss and the three noise draws inside the captured graph. On CUDA the noise
-    # comes from the device's default generator, which each learner seeds as it is built:
+@pytest.mark.parametrize("agent", ["rainbow", "drq"])
+def test_on_cuda_a_captured_update_draws_its_noise_or_shifts_as_the_eager_one_does(agent):
+    # Rainbow: C51's loss and the three noise draws inside the captured graph; DrQ: the
+    # augmentation's draws and maths, the target being the online network. On CUDA the draws
+    # come from the device's default generator, which each learner seeds as it is built:
     # the eager learner runs first, then the captured one from the same generator state.
+    settings = RAINBOW if agent == "rainbow" else dict(augmentation="drq", **DRQ)
     batches = [_batch(size=32, seed=s, device="cuda") for s in range(3)]
-    eager = _cuda_learner(cuda_graph="false", **RAINBOW)
+    eager = _cuda_learner(cuda_graph="false", **settings)
     eager_losses = [eager.update(batches[i % 3])["loss"].clone() for i in range(20)]
-    graphed = _cuda_learner(cuda_graph="true", **RAINBOW)
-    assert graphed.noise is eager.noise  # the device's one generator, seeded again
+    graphed = _cuda_learner(cuda_graph="true", **settings)
+    assert graphed.generator is eager.generator  # the device's one generator, seeded again
     for i in range(20):
         loss = graphed.update(batches[i % 3])["loss"]
         torch.testing.assert_close(loss, eager_losses[i], rtol=1e-4, atol=1e-5)
@@ -369,6 +377,9 @@ def test_on_cuda_a_captured_rainbow_update_draws_its_noise_as_the_eager_one_does
 # What commit be8aa63 (before C51 and noisy nets) computed with torch 2.13.0 on this
 # project's CPU: three updates of `_batch(seed=0..2)` (a target copy after the second) from
 # make_learner(**settings); the losses' float32 values and a digest of the final weights.
+# Adam's digest is that of its fused CPU step (since commit "Adam fused on the CPU"), which
+# rounds the weights' last bits apart from torch's default loop (same losses; the step
+# itself is held against the loop by test_optim).
 BEFORE_C51 = {
     "plain": ({}, ("0.24106082320213318", "0.38709113001823425", "0.3178268074989319"),
               "53220445d2cd022e"),
@@ -377,7 +388,7 @@ BEFORE_C51 = {
                        "7b71c10ee8b6b5c7"),
     "adam_mse": ({"optimizer": "adam", "loss": "mse"},
                  ("0.24113048613071442", "0.3938426375389099", "0.3175068795681"),
-                 "b6a79577c8518f98"),
+                 "5bb89a459350ab51"),
 }  # fmt: skip
 
 
@@ -398,3 +409,52 @@ def test_with_c51_and_noisy_nets_off_the_updates_are_bit_for_bit_those_before_th
     for p in learner.online.parameters():
         h.update(p.detach().contiguous().numpy().tobytes())
     assert h.hexdigest()[:16] == digest
+
+
+def test_a_target_synced_every_update_is_the_online_network_and_updates_as_a_copy_would():
+    # The reference: a separate target network copied from the online one before each
+    # update, its Double DQN choice made by a second pass of the online network.
+    shared = make_learner(**DRQ)
+    copied = make_learner(double_dqn=True, dueling=True)
+    assert shared.target is shared.online and copied.target is not copied.online
+    for seed in range(3):
+        copied.sync_target()
+        a, b = shared.update(_batch(seed=seed)), copied.update(_batch(seed=seed))
+        assert torch.equal(a["loss"], b["loss"]) and torch.equal(a["max_q"], b["max_q"])
+    assert all(torch.equal(x, y) for x, y in _pairs(shared.online, copied.online))
+    shared.sync_target()  # nothing to copy
+    assert shared.target is shared.online
+
+
+def test_an_augmented_update_minimises_the_loss_of_the_stacks_its_generator_shifted():
+    learner = make_learner(augmentation="drq", **DRQ)
+    batch = _batch(seed=4)
+    replica = torch.Generator().set_state(learner.generator.get_state())
+    offsets, normals = draw_shifts(replica, len(batch.action), torch.device("cpu"))
+    obs, next_obs = batch.stacks(4)
+    objective = make_objective(learner.cfg, learner.online, target_is_online=True)
+    with torch.no_grad():
+        outputs = objective.forward(
+            learner.online,
+            learner.target,
+            augment(obs, offsets[0], normals[0]),
+            augment(next_obs, offsets[1], normals[1]),
+            (None, None, None),
+        )
+        expected = objective.loss(outputs, batch.action, batch.reward, batch.discount, batch.weight)
+    metrics = learner.update(batch)
+    torch.testing.assert_close(metrics["loss"], expected.loss, rtol=1e-6, atol=0)
+    # Not the loss of the stacks as stored: the augmentation did change the inputs.
+    plain = make_learner(**DRQ).update(batch)
+    assert not torch.equal(plain["loss"], metrics["loss"])
+    assert torch.equal(learner.generator.get_state(), replica.get_state())  # drew the same
+
+
+def test_an_augmented_learners_state_holds_its_generator_so_the_next_update_is_the_same():
+    a = make_learner(augmentation="drq", **DRQ)
+    a.update(_batch(seed=1))
+    state = copy.deepcopy(a.state_dict())
+    b = make_learner(seed=5, augmentation="drq", **DRQ)
+    b.load_state_dict(state)
+    assert torch.equal(a.update(_batch(seed=2))["loss"], b.update(_batch(seed=2))["loss"])
+    assert all(torch.equal(x, y) for x, y in _pairs(a.online, b.online))

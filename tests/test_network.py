@@ -30,7 +30,7 @@ def test_forward_scales_bytes_by_1_over_255_inside():
 
 @pytest.mark.parametrize(
     ("shape", "dtype"),
-    [((2, 3, 84, 84), torch.uint8), ((4, 84, 84), torch.uint8), ((2, 4, 84, 84), torch.float32)],
+    [((2, 3, 84, 84), torch.uint8), ((4, 84, 84), torch.uint8), ((2, 4, 84, 84), torch.float64)],
 )
 def test_wrong_input_shape_or_dtype_names_expected_and_received(shape, dtype):
     with pytest.raises(ValueError) as info:
@@ -38,6 +38,13 @@ def test_wrong_input_shape_or_dtype_names_expected_and_received(shape, dtype):
     message = str(info.value)
     assert "uint8[B, 4, 84, 84]" in message
     assert str(list(shape)) in message
+
+
+def test_float32_pixels_on_the_0_255_scale_read_as_their_bytes_do():
+    # An augmented batch reaches the network as float32 pixels.
+    net = NatureCNN(4, generator=torch.Generator().manual_seed(0))
+    frames = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
+    torch.testing.assert_close(net(frames.float()), net(frames), rtol=0, atol=0)
 
 
 def test_init_is_deepmind_uniform_fan_in_for_weights_and_biases():
