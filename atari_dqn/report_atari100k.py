@@ -40,8 +40,8 @@ def aggregates(per_game: list[np.ndarray]) -> dict[str, tuple[float, float, floa
     return {name: stratified_bootstrap_ci(per_game, f) for name, f in STATISTICS.items()}
 
 
-def _cell(value: float | None, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{value:,.{digits}f}"
+def _cell(value: float) -> str:
+    return f"{value:,.1f}"
 
 
 def game_rows(games: dict[str, np.ndarray]) -> list[str]:
@@ -65,7 +65,7 @@ def game_rows(games: dict[str, np.ndarray]) -> list[str]:
                 _cell(published.der_score(game)),
                 _cell(published.random_score(game)),
                 _cell(published.human_score(game)),
-                _cell(published.human_normalized(game, mean)),
+                _cell(float(published.human_normalized(game, mean))),
             ]
         lines.append(f"| {' | '.join(cells)} |")
     return lines
