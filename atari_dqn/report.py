@@ -26,6 +26,7 @@ from atari_dqn.env.atari import action_meanings
 from atari_dqn.errors import ConfigError
 from atari_dqn.presets import experiment_changes, preset_label
 from atari_dqn.provenance import describe_code
+from atari_dqn.report_atari100k import atari100k_lines
 from atari_dqn.report_figures import film_lines, plot_run, read_csv
 from atari_dqn.rundir import RunDir
 from atari_dqn.scores import human_normalized, lookup
@@ -53,6 +54,7 @@ class RunSummary:
     changes: tuple[str, ...] = ()  # the experiment's settings that differ from Nature's
     interval: tuple[float, float] | None = None  # the 95% CI recorded with the scores
     what: str = ""  # the agent and the protocol (`agent_name.what_it_is`)
+    benchmark: str = "nature"  # whose published scores it is set beside (eval.benchmark)
 
     @property
     def mean(self) -> float:
@@ -136,6 +138,7 @@ def summarise_run(run_dir: Path) -> RunSummary:
         experiment_changes(cfg),
         interval,
         what_it_is(cfg),
+        cfg.eval.benchmark,
     )
 
 
@@ -300,6 +303,18 @@ def _stats_lines(
     return [*lines, f"- from: {taken}"]
 
 
+def _atari100k_configs(groups: dict[Group, list[RunSummary]]) -> dict[str, dict[str, np.ndarray]]:
+    """The Atari 100k runs' scores, {config and budget: {game: each run's mean}}: nothing
+    that differs is pooled."""
+    labels = _config_labels(groups)
+    configs: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
+    for (game, changes, frames), group in groups.items():
+        if group[0].benchmark == "atari100k":
+            title = f"{labels[changes]}, {_frames_text(frames)} frames trained"
+            configs[title][game] = np.array([run.mean for run in group])
+    return dict(configs)
+
+
 def _code_text(starts: list[dict[str, Any]]) -> str:
     """Which code trained a run (`RunDir.trained_by`), in words: one commit, or each start's
     from the step it started at when a resume changed it."""
@@ -352,17 +367,24 @@ def write_report(run_dirs: list[Path], out: Path) -> int:
         )
     groups = group_runs(runs)
     out.mkdir(parents=True, exist_ok=True)
-    table = game_table(groups)
-    summary = _aggregate_lines(groups)
-    lines = ["# atari-dqn report", "", table, "## Aggregate (human-normalised %)", "", *summary]
+    nature = {key: group for key, group in groups.items() if group[0].benchmark == "nature"}
+    lines = ["# atari-dqn report", ""]
+    if nature:
+        table, summary = game_table(nature), _aggregate_lines(nature)
+        lines += [table, "## Aggregate (human-normalised %)", "", *summary]
+    atari100k = atari100k_lines(_atari100k_configs(groups), out)
+    lines += atari100k
     if left_out:
         lines += ["", "## Runs left out", "", *(f"- {why}" for why in left_out)]
     lines += ["", "## Runs", ""]
     for run in runs:
         lines += _run_lines(run, out)
     (out / "report.md").write_text("\n".join(lines))
-    print(table)
-    print("human-normalised %, per config:", *summary, sep="\n")
+    if nature:
+        print(table)
+        print("human-normalised %, per config:", *summary, sep="\n")
+    if atari100k:
+        print(*atari100k, sep="\n")
     for why in left_out:
         print(f"left out: {why}")
     print(f"wrote {out / 'report.md'}")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from quick_runs import ROOT
 
+from atari_dqn import published
 from atari_dqn.configfile import PRESETS, load_config, to_yaml
 from atari_dqn.env.atari import action_meanings
 from atari_dqn.errors import ConfigError
@@ -22,6 +23,7 @@ from atari_dqn.report import CUT, aggregate, group_runs, summarise_run, write_re
 from atari_dqn.report_figures import frames_unit, run_figure
 from atari_dqn.rundir import RunDir
 from atari_dqn.scores import human_normalized
+from atari_dqn.stats import iqm
 
 
 def fake_run(
@@ -392,3 +394,85 @@ def test_one_or_two_points_are_drawn_as_markers_and_the_final_evaluation_as_its_
     assert (curve.get_linestyle() != "None") == joined
     drawn = histogram.patches if not joined else histogram.collections
     assert len(drawn) == (rows * len(actions) if not joined else len(actions))
+
+
+DRQ_EPS = PRESETS / "atari100k" / "drq_eps.yaml"
+
+
+def atari100k_run(root: Path, game: str, seed: int, scores: list[float]) -> Path:
+    """A run of the DrQ(ε) preset (`eval.benchmark: atari100k`), 100k agent steps."""
+    return fake_run(root, game, seed, scores, 400_000, config=DRQ_EPS)
+
+
+def test_an_atari100k_run_is_set_beside_the_published_runs_of_its_game(tmp_path, capsys):
+    # Pong's first published DrQ(eps) run, tied on purpose: a tie counts half.
+    tie = float(published.runs("DrQ(eps)", "Pong")[0])
+    runs = [
+        atari100k_run(tmp_path / "runs", "Pong", 0, [tie]),
+        atari100k_run(tmp_path / "runs", "Pong", 1, [tie - 1.0, tie + 1.0]),
+    ]
+    write_report(runs, tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "| Nature DQN |" not in text  # no Nature table without a Nature run
+    assert "### atari100k/drq_eps.yaml, 0.40M frames trained" in text
+    theirs = published.runs("DrQ(eps)", "Pong")
+    pong = table_row(text, "Pong")
+    assert pong[1] == f"{tie:,.1f} (2)"  # the mean of the two runs' means
+    assert pong[2] == f"{theirs.mean():,.1f} (100)"
+    share = 100 * (np.count_nonzero(theirs < tie) + 0.5 * np.count_nonzero(theirs == tie)) / 100
+    assert float(pong[3]) == pytest.approx(share, abs=0.05)
+    assert pong[4:7] == [f"{published.der_score('Pong'):,.1f}", "-20.7", "14.6"]
+    assert float(pong[7]) == pytest.approx(100 * (tie + 20.7) / (14.6 + 20.7), abs=0.05)
+    assert "Atari 100k" in capsys.readouterr().out  # printed as well as written
+
+
+def test_atari100k_aggregates_are_ours_beside_drq_eps_runs_on_the_same_games(tmp_path):
+    ours = {"Pong": [-20.0, -10.0], "Boxing": [0.0, 4.0]}
+    runs = [
+        atari100k_run(tmp_path, game, seed, [score])
+        for game, scores in ours.items()
+        for seed, score in enumerate(scores)
+    ]
+    out = tmp_path / "report"
+    write_report(runs, out)
+    text = (out / "report.md").read_text()
+    assert "over 2 of the 26 games (Boxing, Pong)" in text
+    mine = [published.human_normalized(g, np.array(s)) for g, s in sorted(ours.items())]
+    theirs = [published.human_normalized(g, published.runs("DrQ(eps)", g)) for g in sorted(ours)]
+    expected = {
+        "median": [np.median([g.mean() for g in per_game]) for per_game in (mine, theirs)],
+        "mean": [np.mean([g.mean() for g in per_game]) for per_game in (mine, theirs)],
+        "IQM": [iqm(np.concatenate(per_game)) for per_game in (mine, theirs)],
+    }
+    for name, points in expected.items():
+        row = table_row(text, name)
+        for cell, point in zip(row[1:], points, strict=True):
+            low, high = map(float, re.findall(r"\[(-?[\d.]+), (-?[\d.]+)\]", cell)[0])
+            assert cell.startswith(f"{point:.1f} [") and low <= round(point, 1) <= high
+    assert "| ours (4 runs) | DrQ(ε) (200 published runs) |" in text
+    (png,) = out.glob("aggregates-*.png")
+    assert png.stat().st_size > 5_000 and f"]({png.name})" in text
+
+
+def test_a_game_outside_the_26_is_reported_and_flagged_with_no_published_runs(tmp_path):
+    runs = [
+        atari100k_run(tmp_path, "SpaceInvaders", 0, [150.0]),
+        atari100k_run(tmp_path, "Pong", 0, [-19.0]),
+    ]
+    write_report(runs, tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert table_row(text, "SpaceInvaders‡") == ["SpaceInvaders‡", "150.0 (1)", *["n/a"] * 6]
+    assert "‡ not one of the benchmark's 26 games: no published runs" in text
+    assert "over 1 of the 26 games (Pong)" in text  # left out of the aggregates
+    assert "(no interval)" in table_row(text, "median")[1]  # one run a game
+
+
+def test_nature_and_atari100k_runs_are_each_reported_their_own_way(tmp_path):
+    nature = fake_run(tmp_path, "Breakout", 0, [10.0, 12.0, 14.0], 10_000_000)
+    drq = atari100k_run(tmp_path, "Breakout", 0, [6.0])
+    write_report([nature, drq], tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    nature_part, atari100k_part = text.split("## Atari 100k", 1)
+    assert table_row(nature_part, "Breakout")[1] == "nature.yaml"
+    assert "atari100k/drq_eps.yaml" not in nature_part.split("## Runs")[0]
+    assert table_row(atari100k_part, "Breakout")[1] == "6.0 (1)"
