@@ -16,7 +16,7 @@ STAMP := $(VENV)/.installed
 # prints are `make resume ...`, `make eval ...`.
 RUN := ATARI_DQN_MAKE=1 $(PY) -m atari_dqn
 
-.PHONY: install train resume eval sweep report bench bench-gpu gpu-check test test-slow lint \
+.PHONY: install train resume eval sweep atari100k report bench bench-gpu gpu-check test test-slow lint \
 	format clean
 
 $(STAMP): pyproject.toml
@@ -45,6 +45,21 @@ space := $(empty) $(empty)
 sweep: $(STAMP)
 	$(RUN) sweep --games $(subst $(space),$(comma),$(strip $(GAMES))) \
 	  --seeds $(subst $(space),$(comma),$(strip $(SEEDS))) --config $(CONFIG) $(ARGS)
+
+# The Atari 100k benchmark through the sweep, resumable by running it again:
+#   make atari100k GAMES="Pong Boxing" SEEDS="0 1" ALGO=drq_eps   (or ALGO=der)
+# Without GAMES, all 26 games of the benchmark; runs go to runs/atari100k-$(ALGO)/.
+ALGO ?= drq_eps
+ALGOS := $(basename $(notdir $(wildcard configs/atari100k/*.yaml)))
+ifneq ($(filter atari100k,$(MAKECMDGOALS)),)
+ifeq ($(filter $(ALGO),$(ALGOS)),)
+$(error unknown ALGO=$(ALGO): use one of $(ALGOS) (configs/atari100k/*.yaml))
+endif
+endif
+atari100k: $(STAMP)
+	$(RUN) sweep --games $(if $(filter file,$(origin GAMES)),atari100k,$(subst $(space),$(comma),$(strip $(GAMES)))) \
+	  --seeds $(subst $(space),$(comma),$(strip $(SEEDS))) --config configs/atari100k/$(ALGO).yaml \
+	  --out runs/atari100k-$(ALGO) $(ARGS)
 
 eval: $(STAMP)
 	$(if $(RUN_DIR),,$(error make eval needs RUN_DIR=<the run directory>))

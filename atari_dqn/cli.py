@@ -220,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep", help="train many games and seeds on Ray, on this machine or a Ray cluster"
     )
     p.add_argument(
-        "--games", help="comma-separated games, or a list: nature49, nips7, atari57 (or both)"
+        "--games",
+        help="comma-separated games or lists (nature49, nips7, atari57, atari100k), or both",
     )
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     p.add_argument(

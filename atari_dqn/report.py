@@ -26,8 +26,8 @@ from atari_dqn.env.atari import action_meanings
 from atari_dqn.errors import ConfigError
 from atari_dqn.presets import experiment_changes, preset_label
 from atari_dqn.provenance import describe_code
-from atari_dqn.report_atari100k import atari100k_lines
-from atari_dqn.report_figures import film_lines, plot_run, read_csv
+from atari_dqn.report_atari100k import atari100k_lines, references
+from atari_dqn.report_figures import film_lines, nature_references, plot_run, read_csv
 from atari_dqn.rundir import RunDir
 from atari_dqn.scores import human_normalized, lookup
 from atari_dqn.stats import bootstrap_ci, iqm, stratified_bootstrap_ci
@@ -329,7 +329,8 @@ def _code_text(starts: list[dict[str, Any]]) -> str:
 def _run_lines(run: RunSummary, out: Path) -> list[str]:
     """The run's section of report.md: what it is, its score (marked if cut short), the code
     that trained it, its plot and its films."""
-    png = plot_run(run.path, run.game, run.actions, out)
+    lines = references if run.benchmark == "atari100k" else nature_references
+    png = plot_run(run.path, run.game, run.actions, lines(run.game), out)
     return [
         f"### {run.path.name}",
         f"{run.game}, seed {run.seed}, {run.frames:,} frames; score {_fmt(run.mean)}"

@@ -25,6 +25,16 @@ SHOWN = "DrQ(ε)"
 NOT_IN_BENCHMARK = "‡"
 """Marks a game outside the benchmark's 26: it has no published runs to compare with."""
 
+
+def references(game: str) -> dict[str, float]:
+    """The published scores an Atari 100k run's plot draws as lines: DrQ(ε)'s mean over its
+    runs and random play's (none for a game outside the benchmark)."""
+    if game not in published.GAMES:
+        return {}
+    mean = float(published.runs(REFERENCE, game).mean())
+    return {f"{SHOWN}, mean of its published runs": mean, "random": published.random_score(game)}
+
+
 STATISTICS: dict[str, Callable[[list[np.ndarray]], float]] = {
     "median": lambda games: float(np.median([g.mean() for g in games])),
     "mean": lambda games: float(np.mean([g.mean() for g in games])),

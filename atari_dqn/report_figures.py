@@ -37,11 +37,23 @@ def frames_unit(largest: int) -> tuple[float, str]:
     return 1.0, "emulator frames"
 
 
-def plot_run(run_path: Path, game: str, actions: list[str], out: Path) -> Path:
+def nature_references(game: str) -> dict[str, float]:
+    """The published scores a Nature-protocol run's plot draws as lines: the Nature DQN's
+    and random play's (none for a game outside the table)."""
+    paper = lookup(game)
+    if paper is None:
+        return {}
+    lines = {"Nature DQN (200M frames)": paper.nature_dqn} if paper.nature_dqn is not None else {}
+    return {**lines, "random": paper.random}
+
+
+def plot_run(
+    run_path: Path, game: str, actions: list[str], references: dict[str, float], out: Path
+) -> Path:
     """`run_figure`, saved as `<run name>.png` in `out`."""
     import matplotlib.pyplot as plt
 
-    fig = run_figure(run_path, game, actions)
+    fig = run_figure(run_path, game, actions, references)
     path = out / f"{RunDir(run_path).name}.png"
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -56,10 +68,11 @@ def _series(ax: Any, x: np.ndarray, y: Any, **style: Any) -> None:
     ax.plot(x, y, **style)
 
 
-def run_figure(run_path: Path, game: str, actions: list[str]) -> Any:
-    """Eval score against frames (Nature's score as a line, the score of `eval.json` as its
-    own marker), training return, loss, mean max-Q, epsilon and the action histogram
-    (labelled with the game's `actions`), as a matplotlib figure."""
+def run_figure(run_path: Path, game: str, actions: list[str], references: dict[str, float]) -> Any:
+    """Eval score against frames (each of `references`, label -> published score, as a
+    line; the score of `eval.json` as its own marker), training return, loss, mean max-Q,
+    epsilon and the action histogram (labelled with the game's `actions`), as a matplotlib
+    figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -95,11 +108,8 @@ def run_figure(run_path: Path, game: str, actions: list[str]) -> Any:
             linestyle="none",
             label=f"eval.json ({final['episodes']} games)",
         )
-    paper = lookup(game)
-    if paper is not None and paper.nature_dqn is not None:
-        ax.axhline(paper.nature_dqn, color="k", ls="--", label="Nature DQN (200M frames)")
-    if paper is not None:
-        ax.axhline(paper.random, color="grey", ls=":", label="random")
+    for (label, score), style in zip(references.items(), ("--", ":", "-."), strict=False):
+        ax.axhline(score, color="grey" if label == "random" else "k", ls=style, label=label)
     ax.set(title=f"{game}: evaluation score", ylabel="raw score")
     ax.legend(fontsize=8)
     for ax, key, title in (

@@ -59,6 +59,7 @@ from dataclasses import dataclass
 
 from atari_dqn.errors import UnknownGameError
 from atari_dqn.games import game_name
+from atari_dqn.published import GAMES as ATARI100K_GAMES
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ GAME_LISTS: dict[str, tuple[str, ...]] = {
     "nature49": NATURE_GAMES,
     "nips7": NIPS_GAMES,
     "atari57": ATARI57_GAMES,
+    "atari100k": ATARI100K_GAMES,
 }
 """Named game lists, for commands that take many games (`--games nature49`)."""
 

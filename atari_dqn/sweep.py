@@ -42,7 +42,8 @@ def parse_games(text: str) -> list[str]:
         )
     games: list[str] = []
     for item in items:
-        games += GAME_LISTS.get(item.lower(), (game_name(item),))
+        named = GAME_LISTS.get(item.lower())
+        games += named if named is not None else (game_name(item),)
     return list(dict.fromkeys(games))
 
 

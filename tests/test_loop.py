@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import math
 from pathlib import Path
 
@@ -288,10 +289,11 @@ RAINBOW = (
 
 def test_rainbow_trains_resumes_exactly_and_evaluates_with_its_mean_weights(tmp_path):
     # C51 and noisy nets with the four switches above, acting from the noisy network from
-    # the first step: the noise generator is checkpointed, so a resumed run ends as one that
-    # never stopped, and its checkpoint evaluates (with the mean weights). 42x42 frames, to
-    # keep the test short; compiled: the learner's slow test.
-    base = (*_resume_base(1, "never", "adam", "false"), *RAINBOW, "env.screen_size=42")
+    # the first step, on 2 envs with the prefetch thread and overlapped updates: the noise
+    # generator is checkpointed, so a resumed run ends as one that never stopped, and its
+    # checkpoint evaluates (with the mean weights). 42x42 frames, to keep the test short;
+    # compiled: the learner's slow test.
+    base = (*_resume_base(2, "always", "adam", "true"), *RAINBOW, "env.screen_size=42")
     a, b = _full_and_resumed(tmp_path, base)
     assert a["counters"] == b["counters"]
     assert torch.equal(a["learner"]["generator"], b["learner"]["generator"])
@@ -301,6 +303,32 @@ def test_rainbow_trains_resumes_exactly_and_evaluates_with_its_mean_weights(tmp_
     assert (
         evaluate_run(tmp_path / "full", episodes=1, overrides=["eval.max_episode_frames=400"]) == 0
     )
+
+
+def test_drq_eps_trains_resumes_exactly_and_evaluates_several_games_at_once(tmp_path):
+    # DrQ(ε)'s learner (configs/atari100k/drq_eps.yaml) at a smaller size: an update every
+    # step, the target being the online network, 10-step returns and the augmentation, whose
+    # generator is checkpointed, so a resumed run ends as one that never stopped; its
+    # checkpoint evaluates 4 games on 2 envs at once.
+    drq = (
+        "learner.dueling=true",
+        "learner.double_dqn=true",
+        "learner.n_step=10",
+        "learner.target_update_steps=1",
+        "loop.update_every_steps=1",
+        "learner.augmentation=drq",
+        "env.screen_size=42",
+    )
+    a, b = _full_and_resumed(tmp_path, (*_resume_base(1, "never", "adam", "false"), *drq))
+    assert a["counters"] == b["counters"] and a["counters"]["updates"] == 700
+    assert torch.equal(a["learner"]["generator"], b["learner"]["generator"])
+    for key, value in a["learner"]["online"].items():
+        assert torch.equal(value, b["learner"]["online"][key]), key
+        assert torch.equal(value, a["learner"]["target"][key]), key  # the target is online
+    settings = ["eval.max_episode_frames=400", "eval.num_envs=2"]
+    assert evaluate_run(tmp_path / "full", episodes=4, overrides=settings) == 0
+    (record,) = [json.loads((tmp_path / "full" / "eval.json").read_text())]
+    assert record["episodes"] == 4
 
 
 # What commit be8aa63 (before C51 and noisy nets) logged in the smoke run with torch 2.13.0

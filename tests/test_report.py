@@ -20,7 +20,8 @@ from atari_dqn.errors import ConfigError
 from atari_dqn.evaluate import EvalResult
 from atari_dqn.logs import CsvLog
 from atari_dqn.report import CUT, aggregate, group_runs, summarise_run, write_report
-from atari_dqn.report_figures import frames_unit, run_figure
+from atari_dqn.report_atari100k import references
+from atari_dqn.report_figures import frames_unit, nature_references, run_figure
 from atari_dqn.rundir import RunDir
 from atari_dqn.scores import human_normalized
 from atari_dqn.stats import iqm
@@ -384,7 +385,7 @@ def test_one_or_two_points_are_drawn_as_markers_and_the_final_evaluation_as_its_
     lines = (run / "metrics.csv").read_text().splitlines()
     (run / "metrics.csv").write_text("\n".join(lines[: 1 + rows]) + "\n")
     actions = action_meanings(load_config(run / "config.yaml").env)
-    figure = run_figure(run, "Pong", actions)
+    figure = run_figure(run, "Pong", actions, nature_references("Pong"))
     score, training_return, histogram = figure.axes[0], figure.axes[1], figure.axes[5]
     (final,) = [line for line in score.lines if line.get_marker() == "*"]
     assert final.get_xydata().tolist() == [[4000.0, -20.5]]  # eval.json's frames and mean
@@ -476,3 +477,13 @@ def test_nature_and_atari100k_runs_are_each_reported_their_own_way(tmp_path):
     assert table_row(nature_part, "Breakout")[1] == "nature.yaml"
     assert "atari100k/drq_eps.yaml" not in nature_part.split("## Runs")[0]
     assert table_row(atari100k_part, "Breakout")[1] == "6.0 (1)"
+
+
+def test_an_atari100k_runs_plot_draws_the_published_runs_mean_and_random_not_natures():
+    lines = references("Pong")
+    assert list(lines.values()) == [
+        float(published.runs("DrQ(eps)", "Pong").mean()),
+        published.random_score("Pong"),
+    ]
+    assert references("Tetris") == {}  # outside the benchmark: nothing published
+    assert "Nature DQN (200M frames)" in nature_references("Pong")

@@ -20,6 +20,8 @@ from atari_dqn import checkpoint as ckpt
 from atari_dqn.configfile import load_config
 from atari_dqn.rundir import RunDir
 from atari_dqn.runs import train
+from atari_dqn.scores import GAME_LISTS
+from atari_dqn.sweep import parse_games
 
 # Tiny CPU runs: 600 agent steps, learning from 300, a checkpoint every 200.
 RUN = [
@@ -157,3 +159,12 @@ def test_bad_sweep_input_is_one_line_status_2_and_creates_nothing(tmp_path, args
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], proc.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "count"), [("nature49", 49), ("nips7", 7), ("atari57", 57), ("atari100k", 26)]
+)
+def test_a_named_game_list_gives_its_games_once_each_and_mixes_with_single_games(name, count):
+    games = parse_games(f"{name},Pong,{name.upper()}")
+    assert len(set(games)) == len(games) == count + ("Pong" not in GAME_LISTS[name])
+    assert list(GAME_LISTS[name]) == [g for g in games if g in GAME_LISTS[name]]
