@@ -375,3 +375,28 @@ def test_a_run_names_its_agent_and_protocol_at_its_start_in_run_log_and_in_the_r
     assert f"  {what}\n" in (run / "run.log").read_text()
     write_report([run], tmp_path / "report")
     assert f"A{what[1:]}." in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_make_atari100k_names_an_unknown_algo_in_one_line_and_runs_every_game_by_default():
+    make = ["make", "--no-print-directory", "-o", ".venv/.installed"]
+    bad = subprocess.run(
+        [*make, "atari100k", "ALGO=dqn"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 2 and bad.stdout == ""
+    (line,) = bad.stderr.splitlines()
+    assert "unknown ALGO=dqn: use one of der drq_eps" in line
+    # Dry runs: the sweep's command, over the 26 games unless GAMES names some.
+    every = subprocess.run([*make, "-n", "atari100k"], cwd=ROOT, capture_output=True, text=True)
+    named = subprocess.run(
+        [*make, "-n", "atari100k", "GAMES=Pong Boxing", "SEEDS=0 1", "ALGO=der"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert "sweep --games atari100k --seeds 0 --config configs/atari100k/drq_eps.yaml" in (
+        " ".join(every.stdout.replace("\\\n", " ").split())
+    )
+    assert "--out runs/atari100k-drq_eps" in every.stdout
+    assert "sweep --games Pong,Boxing --seeds 0,1 --config configs/atari100k/der.yaml" in (
+        " ".join(named.stdout.replace("\\\n", " ").split())
+    )
