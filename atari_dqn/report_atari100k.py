@@ -22,6 +22,9 @@ REFERENCE = "DrQ(eps)"
 """The published runs a score is placed among: DrQ(ε), whose preset this project ships."""
 SHOWN = "DrQ(ε)"
 """`REFERENCE` as the report names it."""
+REPRODUCED = (5.0, 95.0)
+"""A score reproduces the published result when it lies within these percentiles of the
+game's published runs."""
 NOT_IN_BENCHMARK = "‡"
 """Marks a game outside the benchmark's 26: it has no published runs to compare with."""
 
@@ -58,24 +61,26 @@ def game_rows(games: dict[str, np.ndarray]) -> list[str]:
     """The table of one config: a row per game (sorted) of its runs' scores in `games`."""
     lines = [
         f"| game | ours: mean (runs) | {SHOWN}: mean (runs) | ours among {SHOWN}'s runs "
-        "(percentile) | DER (paper) | random | human | ours HNS % |",
-        "|---|---|---|---|---|---|---|---|",
+        "(percentile) | DER (paper) | random | human | ours HNS % | reproduced |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for game, ours in sorted(games.items()):
         mean = float(ours.mean())
         if game not in published.GAMES:
-            cells = [f"{game}{NOT_IN_BENCHMARK}", f"{_cell(mean)} ({ours.size})", *["n/a"] * 6]
+            cells = [f"{game}{NOT_IN_BENCHMARK}", f"{_cell(mean)} ({ours.size})", *["n/a"] * 7]
         else:
             theirs = published.runs(REFERENCE, game)
+            percentile = published.percentile(mean, theirs)
             cells = [
                 game,
                 f"{_cell(mean)} ({ours.size})",
                 f"{_cell(float(theirs.mean()))} ({theirs.size})",
-                _cell(published.percentile(mean, theirs)),
+                _cell(percentile),
                 _cell(published.der_score(game)),
                 _cell(published.random_score(game)),
                 _cell(published.human_score(game)),
                 _cell(float(published.human_normalized(game, mean))),
+                "yes" if REPRODUCED[0] <= percentile <= REPRODUCED[1] else "no",
             ]
         lines.append(f"| {' | '.join(cells)} |")
     return lines
@@ -147,7 +152,9 @@ def atari100k_lines(configs: dict[str, dict[str, np.ndarray]], out: Path) -> lis
         "",
         f"Published: {SHOWN}'s runs from rliable (Agarwal et al. 2021), DER's means from "
         "its paper (van Hasselt et al. 2019); random and human are the benchmark's, not the "
-        "Nature table's (atari_dqn/published_data/README.md).",
+        "Nature table's (atari_dqn/published_data/README.md). Reproduced: our score lies "
+        f"between the {REPRODUCED[0]:g}th and {REPRODUCED[1]:g}th percentiles of {SHOWN}'s "
+        "runs of the game.",
     ]
     for title, games in configs.items():
         lines += ["", f"### {title}", "", *game_rows(games)]

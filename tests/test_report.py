@@ -424,7 +424,18 @@ def test_an_atari100k_run_is_set_beside_the_published_runs_of_its_game(tmp_path,
     assert float(pong[3]) == pytest.approx(share, abs=0.05)
     assert pong[4:7] == [f"{published.der_score('Pong'):,.1f}", "-20.7", "14.6"]
     assert float(pong[7]) == pytest.approx(100 * (tie + 20.7) / (14.6 + 20.7), abs=0.05)
+    assert pong[8] == ("yes" if 5 <= share <= 95 else "no")
     assert "Atari 100k" in capsys.readouterr().out  # printed as well as written
+
+
+def test_an_atari100k_score_reproduces_within_the_5th_to_95th_percentile_of_the_runs(tmp_path):
+    theirs = np.sort(published.runs("DrQ(eps)", "Boxing"))
+    scores = {"inside": float(np.median(theirs)), "above": float(theirs[-1]) + 1.0}
+    for name, score in scores.items():
+        run = atari100k_run(tmp_path / name, "Boxing", 0, [score])
+        write_report([run], tmp_path / f"report-{name}")
+        row = table_row((tmp_path / f"report-{name}" / "report.md").read_text(), "Boxing")
+        assert row[8] == {"inside": "yes", "above": "no"}[name]
 
 
 def test_atari100k_aggregates_are_ours_beside_drq_eps_runs_on_the_same_games(tmp_path):
@@ -462,7 +473,7 @@ def test_a_game_outside_the_26_is_reported_and_flagged_with_no_published_runs(tm
     ]
     write_report(runs, tmp_path / "report")
     text = (tmp_path / "report" / "report.md").read_text()
-    assert table_row(text, "SpaceInvaders‡") == ["SpaceInvaders‡", "150.0 (1)", *["n/a"] * 6]
+    assert table_row(text, "SpaceInvaders‡") == ["SpaceInvaders‡", "150.0 (1)", *["n/a"] * 7]
     assert "‡ not one of the benchmark's 26 games: no published runs" in text
     assert "over 1 of the 26 games (Pong)" in text  # left out of the aggregates
     assert "(no interval)" in table_row(text, "median")[1]  # one run a game
