@@ -93,7 +93,8 @@ def run_figure(run_path: Path, game: str, actions: list[str], references: dict[s
         y = np.array([float(r["mean"]) for r in evals])
         lo = np.array([float(r["ci_low"]) for r in evals])
         hi = np.array([float(r["ci_high"]) for r in evals])
-        _series(ax, eval_frames / divisor, y, marker="o", label="ours (eval, eps 0.05)")
+        epsilon = float(evals[-1]["protocol.epsilon"])
+        _series(ax, eval_frames / divisor, y, marker="o", label=f"ours (eval, eps {epsilon:g})")
         ax.fill_between(eval_frames / divisor, lo, hi, alpha=0.2)
     if final:
         mean = float(final["mean"])

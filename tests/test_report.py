@@ -498,3 +498,11 @@ def test_an_atari100k_runs_plot_draws_the_published_runs_mean_and_random_not_nat
     ]
     assert references("Tetris") == {}  # outside the benchmark: nothing published
     assert "Nature DQN (200M frames)" in nature_references("Pong")
+
+
+def test_a_runs_plot_names_the_epsilon_its_evaluations_played_at(tmp_path):
+    run = atari100k_run(tmp_path, "Pong", 0, [-20.0])
+    actions = action_meanings(load_config(run / "config.yaml").env)
+    score = run_figure(run, "Pong", actions, references("Pong")).axes[0]
+    labels = [t.get_text() for t in score.get_legend().get_texts()]
+    assert "ours (eval, eps 0.001)" in labels  # the preset's, not the Nature paper's 0.05
