@@ -21,6 +21,7 @@ import torch
 from atari_dqn.config import Config
 from atari_dqn.cores import usable_cores
 from atari_dqn.errors import ConfigError
+from atari_dqn.malloc import keep_freed_memory
 
 
 def cuda_present() -> bool:
@@ -147,8 +148,10 @@ def resolve(cfg: Config) -> Runtime:
 
 
 def apply(runtime: Runtime) -> None:
-    """Set the process-wide switches a runtime implies (torch's thread count)."""
+    """Set the process-wide switches a runtime implies: torch's thread count, and an
+    allocator that keeps what each step frees (`atari_dqn.malloc`)."""
     torch.set_num_threads(runtime.torch_threads)
+    keep_freed_memory()
 
 
 @contextlib.contextmanager
