@@ -2,8 +2,9 @@
 
 By default glibc maps each large block on its own and unmaps it when freed, and trims the
 top of its heap as soon as it shrinks: each CPU update of the Nature CNN then takes 4 to 9
-MB of fresh pages back from the system (1,000 to 2,200 minor page faults an update, on this
-project's 2-core EPYC), to zero and map again. Told to keep them, an update takes about 20,
+MB of fresh pages back from the system (1,000 to 5,000 minor page faults an update, on this
+project's 2-core EPYC), to zero and map again. Told to keep them, an update takes next to
+none once the first few have grown the heap,
 and runs of `configs/atari100k/drq_eps.yaml` resumed from one checkpoint updated about 10%
 faster (32.4-33.9 ms an update, against 35.5-37.6 ms, measured A/B/A/B). The cost: the
 process keeps its peak heap, which the replay memory dwarfs.

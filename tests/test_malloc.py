@@ -8,7 +8,7 @@ import sys
 import pytest
 
 # Updates of the Nature CNN at batch 32 (forward and backward passes), then the minor page
-# faults of three more: the allocation pattern of a run's updates.
+# faults of six more: the allocation pattern of a run's updates.
 PROBE = """
 import resource, sys
 import torch
@@ -21,9 +21,10 @@ frames = torch.randint(0, 256, (32, 4, 84, 84), dtype=torch.uint8)
 def update():
     net.zero_grad(set_to_none=True)
     net(frames).square().mean().backward()
-update()
+for _ in range(4):
+    update()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(3):
+for _ in range(6):
     update()
 print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
@@ -40,8 +41,8 @@ def _faults(mode: str, env: dict | None = None) -> tuple[str, int]:
 def test_kept_memory_is_reused_without_faulting_its_pages_in_again():
     _, default = _faults("default")
     kept, reused = _faults("keep")
-    assert default > 3 * 1000  # each update's blocks mapped afresh
-    assert kept == "True" and reused < default / 4  # measured: 14,026 against 1,650
+    assert default > 6 * 1000  # each update's blocks mapped afresh (measured ~5,000)
+    assert kept == "True" and reused < default / 20  # measured: none at all
 
 
 def test_a_users_own_allocator_setting_is_left_alone():
