@@ -5,8 +5,9 @@ top of its heap as soon as it shrinks: each CPU update of the Nature CNN then ta
 MB of fresh pages back from the system (1,000 to 5,000 minor page faults an update, on this
 project's 2-core EPYC), to zero and map again. Told to keep them, an update takes next to
 none once the first few have grown the heap,
-and runs of `configs/atari100k/drq_eps.yaml` resumed from one checkpoint updated about 10%
-faster (32.4-33.9 ms an update, against 35.5-37.6 ms, measured A/B/A/B). The cost: the
+and runs of `configs/atari100k/drq_eps.yaml` resumed from one checkpoint updated faster:
+32.4-33.9 ms an update with the `MALLOC_*_` variables below, 33.7-35.3 ms with this
+`mallopt` call, against 35.5-37.6 ms without (same 2 cores, one run at a time). The cost: the
 process keeps its peak heap, which the replay memory dwarfs.
 
 Set at run time with `mallopt`, as the `MALLOC_*_` environment variables would at start;
