@@ -1,14 +1,14 @@
 """glibc's allocator told to keep the memory a training step frees, for the next step.
 
 By default glibc maps each large block on its own and unmaps it when freed, and trims the
-top of its heap as soon as it shrinks: each CPU update of the Nature CNN then takes 4 to 9
+top of its heap as soon as it shrinks: each CPU update of the Nature CNN then takes 4 to 20
 MB of fresh pages back from the system (1,000 to 5,000 minor page faults an update, on this
 project's 2-core EPYC), to zero and map again. Told to keep them, an update takes next to
-none once the first few have grown the heap,
-and runs of `configs/atari100k/drq_eps.yaml` resumed from one checkpoint updated faster:
-32.4-33.9 ms an update with the `MALLOC_*_` variables below, 33.7-35.3 ms with this
-`mallopt` call, against 35.5-37.6 ms without (same 2 cores, one run at a time). The cost: the
-process keeps its peak heap, which the replay memory dwarfs.
+none once the first few have grown the heap, and runs of `configs/atari100k/drq_eps.yaml`
+resumed from one checkpoint updated faster: 32.4-33.9 ms an update with the `MALLOC_*_`
+variables below, 33.7-35.3 ms with this `mallopt` call, against 35.5-37.6 ms without (same
+2 cores, one run at a time). The cost: the process keeps its peak heap, which the replay
+memory dwarfs.
 
 Set at run time with `mallopt`, as the `MALLOC_*_` environment variables would at start;
 a user who set any of those keeps their own choice. Nothing happens outside glibc.
