@@ -287,6 +287,7 @@ RAINBOW = (
 )
 
 
+@pytest.mark.slow  # 11-15 s: the suite measured 10:48 on a fresh clone with both
 def test_rainbow_trains_resumes_exactly_and_evaluates_with_its_mean_weights(tmp_path):
     # C51 and noisy nets with the four switches above, acting from the noisy network from
     # the first step, on 2 envs with the prefetch thread and overlapped updates: the noise
@@ -305,6 +306,7 @@ def test_rainbow_trains_resumes_exactly_and_evaluates_with_its_mean_weights(tmp_
     )
 
 
+@pytest.mark.slow  # 11-15 s: the suite measured 10:48 on a fresh clone with both
 def test_drq_eps_trains_resumes_exactly_and_evaluates_several_games_at_once(tmp_path):
     # DrQ(ε)'s learner (configs/atari100k/drq_eps.yaml) at a smaller size: an update every
     # step, the target being the online network, 10-step returns and the augmentation, whose
