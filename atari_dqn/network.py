@@ -162,10 +162,10 @@ class _NoHead(nn.Identity):
         return features
 
 
-def make_support(v_min: float, max_value: float, atoms: int) -> torch.Tensor:
+def make_support(v_min: float, v_max: float, atoms: int) -> torch.Tensor:
     """The atoms of a distributional head: `atoms` evenly spaced values from v_min to v_max
     (C51: 51 in [-10, 10])."""
-    return torch.linspace(v_min, max_value, atoms)
+    return torch.linspace(v_min, v_max, atoms)
 
 
 class NatureCNN(nn.Module):

@@ -30,7 +30,7 @@ from atari_dqn.report_atari100k import atari100k_lines, references
 from atari_dqn.report_figures import film_lines, nature_references, plot_run, read_csv
 from atari_dqn.rundir import RunDir
 from atari_dqn.scores import human_normalized, lookup
-from atari_dqn.stats import bootstrap_ci, iqm, stratified_bootstrap_ci
+from atari_dqn.stats import aggregates, bootstrap_ci
 
 PAPER_FRAMES = 200_000_000  # 50M agent steps x 4 frames (Nature, Methods)
 PAPER_GAME_FRAMES = 18_000  # an evaluation game's cap: 5 minutes at 60 Hz (Methods)
@@ -254,13 +254,7 @@ def aggregate(
     if not chosen:
         return {}, []
     hns = [np.array([human_normalized(r.game, r.mean) for r in g]) for _, g in chosen.values()]
-    stats = {
-        "median": stratified_bootstrap_ci(
-            hns, lambda per_game: np.median([g.mean() for g in per_game])
-        ),
-        "IQM": stratified_bootstrap_ci(hns, lambda per_game: iqm(np.concatenate(per_game))),
-    }
-    return stats, [key for key, _ in chosen.values()]
+    return aggregates(hns, ("median", "IQM")), [key for key, _ in chosen.values()]
 
 
 def _aggregate_lines(groups: dict[Group, list[RunSummary]]) -> list[str]:

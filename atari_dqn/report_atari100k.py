@@ -10,13 +10,12 @@ intervals (Agarwal et al. 2021), drawn beside report.md. The data: `published.py
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from atari_dqn import published
-from atari_dqn.stats import iqm, stratified_bootstrap_ci
+from atari_dqn.stats import ACROSS_GAMES, aggregates
 
 REFERENCE = "DrQ(eps)"
 """The published runs a score is placed among: DrQ(ε), whose preset this project ships."""
@@ -36,21 +35,6 @@ def references(game: str) -> dict[str, float]:
         return {}
     mean = float(published.runs(REFERENCE, game).mean())
     return {f"{SHOWN}, mean of its published runs": mean, "random": published.random_score(game)}
-
-
-STATISTICS: dict[str, Callable[[list[np.ndarray]], float]] = {
-    "median": lambda games: float(np.median([g.mean() for g in games])),
-    "mean": lambda games: float(np.mean([g.mean() for g in games])),
-    "IQM": lambda games: iqm(np.concatenate(games)),
-}
-"""Aggregates over games of runs' human-normalised scores, as rliable computes them: the
-median and mean over games of each game's mean over runs, the IQM over every run."""
-
-
-def aggregates(per_game: list[np.ndarray]) -> dict[str, tuple[float, float, float]]:
-    """(point, low, high) of each of `STATISTICS` over `per_game` (a game's runs' human-
-    normalised scores each), with the 95% stratified-bootstrap interval over runs."""
-    return {name: stratified_bootstrap_ci(per_game, f) for name, f in STATISTICS.items()}
 
 
 def _cell(value: float) -> str:
@@ -113,7 +97,7 @@ def aggregate_rows(games: dict[str, np.ndarray]) -> tuple[list[str], dict[str, d
     lines += [
         f"| {name} | {_interval(stats['ours'][name], several)} "
         f"| {_interval(stats[SHOWN][name], True)} |"
-        for name in STATISTICS
+        for name in ACROSS_GAMES
     ]
     return lines, stats
 
@@ -126,8 +110,8 @@ def plot_aggregates(stats: dict[str, dict], title: str, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(STATISTICS), figsize=(4 * len(STATISTICS), 2.2))
-    for ax, name in zip(axes, STATISTICS, strict=True):
+    fig, axes = plt.subplots(1, len(ACROSS_GAMES), figsize=(4 * len(ACROSS_GAMES), 2.2))
+    for ax, name in zip(axes, ACROSS_GAMES, strict=True):
         for row, by_name in enumerate(stats.values()):
             point, low, high = by_name[name]
             ax.errorbar([point], [row], xerr=[[point - low], [high - point]], fmt="o", capsize=4)

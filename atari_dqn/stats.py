@@ -66,3 +66,20 @@ def stratified_bootstrap_ci(
     tail = (1.0 - confidence) / 2 * 100
     low, high = np.percentile(stats, [tail, 100 - tail])
     return point, float(low), float(high)
+
+
+ACROSS_GAMES: dict[str, Callable[[list[np.ndarray]], float]] = {
+    "median": lambda games: float(np.median([g.mean() for g in games])),
+    "mean": lambda games: float(np.mean([g.mean() for g in games])),
+    "IQM": lambda games: iqm(np.concatenate(games)),
+}
+"""Aggregates over games of runs' scores, as rliable computes them: the median and mean over
+games of each game's mean over runs, the IQM over every run."""
+
+
+def aggregates(
+    per_game: list[np.ndarray], names: tuple[str, ...] = tuple(ACROSS_GAMES)
+) -> dict[str, tuple[float, float, float]]:
+    """(point, low, high) of each aggregate `names` of `ACROSS_GAMES` over `per_game` (each
+    game's runs' scores), with its 95% stratified-bootstrap interval over runs."""
+    return {name: stratified_bootstrap_ci(per_game, ACROSS_GAMES[name]) for name in names}
