@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from atari_dqn import runtime as rt
-from atari_dqn.augment import augment, draw_shifts
+from atari_dqn.augment import draw_shifts, intensity, shift, shift_on_host
 from atari_dqn.config import LearnerConfig
 from atari_dqn.cuda_graphs import CapturedStep, StateSnapshot
 from atari_dqn.network import NatureCNN
@@ -68,7 +68,7 @@ class Learner:
             raise ValueError("a noisy network or augmented batches need a generator, and only they")
         self.generator = generator
         self._draw_noise = self._fresh_noise if online.noise_size else self._no_noise
-        self._draw_shifts = self._fresh_shifts if augmented else self._no_shifts
+        self._augmented = augmented
         self._objective = make_objective(cfg, self.online, target_is_online)
         self.n_actions: int = online.n_actions
         self.optimizer = make_optimizer(
@@ -114,14 +114,15 @@ class Learner:
         next_obs: torch.Tensor,
         weight: torch.Tensor,
         noise: Noise,
-        shifts: tuple[torch.Tensor, torch.Tensor] | None,
+        offsets: torch.Tensor | None,
+        normals: torch.Tensor | None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The augmentation, the forward passes and the loss; the part of an update that
-        torch.compile fuses."""
-        if shifts is not None:
-            offsets, normals = shifts
-            obs = augment(obs, offsets[0], normals[0])
-            next_obs = augment(next_obs, offsets[1], normals[1])
+        """The augmentation (its shift unless already made: `_augmentation`), the forward
+        passes and the loss; the part of an update that torch.compile fuses."""
+        if offsets is not None:
+            obs, next_obs = shift(obs, offsets[0]), shift(next_obs, offsets[1])
+        if normals is not None:
+            obs, next_obs = intensity(obs, normals[0]), intensity(next_obs, normals[1])
         memory_format = self.runtime.memory_format
         obs = obs.contiguous(memory_format=memory_format)
         next_obs = next_obs.contiguous(memory_format=memory_format)
@@ -148,19 +149,23 @@ class Learner:
     def _no_noise() -> Noise:
         return (None, None, None)
 
-    def _fresh_shifts(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """New augmentation draws for one update of `batch_size` (drawn outside the
-        compiled function, which takes no generator)."""
-        return draw_shifts(self.generator, batch_size, self.device)
+    def _augmentation(self, obs: torch.Tensor, next_obs: torch.Tensor) -> tuple:
+        """(obs, next_obs, offsets, normals) for `_forward_loss`: new augmentation draws
+        (made outside the compiled function, which takes no generator), or Nones.
 
-    @staticmethod
-    def _no_shifts(batch_size: int) -> None:
-        return None
+        On a GPU the shift runs in the captured graph; on a CPU it is made here
+        (`shift_on_host`), and only the intensity is left to the compiled function."""
+        if not self._augmented:
+            return obs, next_obs, None, None
+        offsets, normals = draw_shifts(self.generator, len(obs), self.device)
+        if self.runtime.on_cuda:
+            return obs, next_obs, offsets, normals
+        return shift_on_host(obs, offsets[0]), shift_on_host(next_obs, offsets[1]), None, normals
 
     def _step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One gradient step, its metrics summed on the device; the metrics of the batch
         before the step."""
-        obs, next_obs = batch.stacks(self._history)
+        obs, next_obs, offsets, normals = self._augmentation(*batch.stacks(self._history))
         loss, metrics = self._loss_fn(
             obs,
             batch.action,
@@ -169,7 +174,8 @@ class Learner:
             next_obs,
             batch.weight,
             self._draw_noise(),
-            self._draw_shifts(len(batch.action)),
+            offsets,
+            normals,
         )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

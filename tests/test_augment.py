@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atari_dqn.augment import PAD, augment, draw_shifts
+from atari_dqn.augment import PAD, augment, draw_shifts, intensity, shift_on_host
 
 
 def _reference(stacks: np.ndarray, offsets: np.ndarray, normals: np.ndarray) -> np.ndarray:
@@ -23,20 +23,32 @@ def _reference(stacks: np.ndarray, offsets: np.ndarray, normals: np.ndarray) -> 
     return out
 
 
+def _shifted_on_host(stacks: torch.Tensor, offsets: torch.Tensor, normals: torch.Tensor):
+    return intensity(shift_on_host(stacks, offsets), normals)
+
+
+@pytest.mark.parametrize("augmented", [augment, _shifted_on_host], ids=["torch", "numba"])
 @settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 2**31 - 1),
     batch=st.integers(1, 5),
-    side=st.integers(9, 20),
+    height=st.integers(9, 20),
+    width=st.integers(9, 20),
     normals=st.lists(st.floats(-4.0, 4.0, width=32), min_size=5, max_size=5),
 )
-def test_augment_equals_pad_crop_and_scale_pixel_for_pixel(seed, batch, side, normals):
+def test_augment_equals_pad_crop_and_scale_pixel_for_pixel(
+    augmented, seed, batch, height, width, normals
+):
     rng = np.random.default_rng(seed)
-    stacks = rng.integers(0, 256, (batch, 4, side, side), dtype=np.uint8)
+    # The stacks as a batch holds them: views of the first 4 frames of longer windows.
+    window = rng.integers(0, 256, (batch, 6, height, width), dtype=np.uint8)
+    stacks = window[:, :4]
     offsets = rng.integers(0, 2 * PAD + 1, (batch, 2))  # every corner the pad allows
     offsets[0] = (0, 2 * PAD) if batch > 1 else offsets[0]  # the extremes, both sides
     normal = np.asarray(normals[:batch], np.float32)
-    got = augment(torch.from_numpy(stacks), torch.from_numpy(offsets), torch.from_numpy(normal))
+    got = augmented(
+        torch.from_numpy(window)[:, :4], torch.from_numpy(offsets), torch.from_numpy(normal)
+    )
     np.testing.assert_allclose(got.numpy(), _reference(stacks, offsets, normal), rtol=1e-6)
 
 
