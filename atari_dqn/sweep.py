@@ -7,9 +7,10 @@ a GPU), and Ray places the tasks on the machines it has: a local Ray started her
 existing cluster (`--address`). Nothing is home-made that Ray does: scheduling, placement
 and retries are Ray's. A task whose worker dies is retried by Ray and resumes its run from
 the last checkpoint; the same command run again resumes what is unfinished and skips what
-is done; Ctrl-C asks every run to checkpoint and stop (through its run directory's stop
-file), then prints the command that continues. `OUT/sweep.json` records the command, the
-config and each run's state.
+is done; Ctrl-C, SIGTERM, SIGHUP or a file `OUT/stop` ask every run to checkpoint and stop
+(through its run directory's stop file: Ray's workers see no signal of ours), then the
+command that continues is printed. `OUT/sweep.json` records the command, the config and
+each run's state.
 
 On a cluster, OUT must be a directory every machine sees at the same path (a shared
 filesystem): Ray moves tasks, not files.
@@ -28,9 +29,10 @@ from atari_dqn.errors import ConfigError
 from atari_dqn.games import game_name
 from atari_dqn.rundir import RunDir
 from atari_dqn.scores import GAME_LISTS
+from atari_dqn.stop import StopRequest
 from atari_dqn.sweeprecord import SweepRecord, SweepRun, progress_table
 
-_WAIT_S = 120.0  # how long Ctrl-C waits for the runs to checkpoint and stop
+_WAIT_S = 120.0  # how long a stop waits for the runs to checkpoint and stop
 
 
 def parse_games(text: str) -> list[str]:
@@ -158,21 +160,25 @@ def run_sweep(
         options = dict(num_cpus=cpus, num_gpus=gpus_per_run, max_retries=max_retries)
         refs = {}
         submitted = time.time()
-        for run in todo:
-            run.run.stop_request.unlink(missing_ok=True)  # left by a sweep stopped before
-            ref = task.options(name=run.name, **options).remote(str(run.run.path), to_dict(run.cfg))
-            refs[ref] = run
-            record.set(run.name, "pending")  # until Ray starts it (it then writes run.log)
-        try:
+        # Entered after Ray's start, whose own SIGTERM handler would end the sweep at once
+        # and its runs with it, without a checkpoint.
+        with StopRequest(out / "stop") as stop:
+            for run in todo:
+                run.run.stop_request.unlink(missing_ok=True)  # left by a sweep stopped before
+                ref = task.options(name=run.name, **options).remote(
+                    str(run.run.path), to_dict(run.cfg)
+                )
+                refs[ref] = run
+                record.set(run.name, "pending")  # until Ray starts it (it then writes run.log)
             # transient: the live table gives way to the one `summarise` prints, once
             table = progress_table(runs, record)
             with Live(table, refresh_per_second=1, transient=True) as live:
-                while refs:
+                while refs and not stop.requested:
                     _collect(ray, refs, record, timeout=1.0)
                     _mark_started(refs.values(), record, submitted)
                     live.update(progress_table(runs, record))
-        except KeyboardInterrupt:
-            return _stop(ray, refs, record, submitted)
+            if stop.requested:
+                return _stop(ray, refs, record, submitted, stop)
     finally:
         ray.shutdown()
     return summarise(out, runs, record)
@@ -199,10 +205,13 @@ def _mark_started(runs: Any, record: SweepRecord, since: float) -> None:
             record.set(run.name, "running")
 
 
-def _stop(ray: Any, refs: dict, record: SweepRecord, submitted: float) -> int:
-    """Ctrl-C: every running run checkpoints and stops; print how to continue."""
+def _stop(ray: Any, refs: dict, record: SweepRecord, submitted: float, stop: StopRequest) -> int:
+    """Every running run checkpoints and stops; print how to continue; the exit status."""
     _mark_started(refs.values(), record, submitted)  # those started since the last look
-    print(f"stopping {len(refs)} run(s): each checkpoints first (up to {_WAIT_S:.0f} s)")
+    print(
+        f"{stop.reason}: stopping {len(refs)} run(s), each checkpoints first "
+        f"(up to {_WAIT_S:.0f} s)"
+    )
     for ref, run in list(refs.items()):
         if record.state(run.name) == "running":  # it checkpoints, then returns
             run.run.stop_request.touch()
@@ -214,12 +223,12 @@ def _stop(ray: Any, refs: dict, record: SweepRecord, submitted: float) -> int:
     try:
         while refs and time.monotonic() < deadline:
             _collect(ray, refs, record, timeout=1.0)
-    except KeyboardInterrupt:
-        print("second Ctrl-C: not waiting for the runs to checkpoint")
+    except KeyboardInterrupt:  # a second signal (SecondStop)
+        print("a second stop signal: not waiting for the runs to checkpoint")
     for run in refs.values():
         record.set(run.name, "stopped")
     print(f"sweep stopped. Continue it with:\n  {record.data['command']}")
-    return 130
+    return stop.exit_code
 
 
 def summarise(out: Path, runs: list[SweepRun], record: SweepRecord) -> int:

@@ -69,20 +69,34 @@ def starts(run: Path) -> list[str]:
     return [x for x in log.read_text().splitlines() if " started " in x or " resumed " in x]
 
 
-def test_a_sweep_trains_reports_stops_on_ctrl_c_and_the_same_command_resumes_only_the_rest(
-    tmp_path,
+@pytest.mark.parametrize(
+    ("signum", "whole_group"),
+    [
+        # Ctrl-C: SIGINT to the sweep's process group (Ray's own processes too), as a
+        # terminal sends it; slow-only, the sweep's stop being the same as for SIGTERM.
+        pytest.param(signal.SIGINT, True, id="ctrl-c", marks=pytest.mark.slow),
+        # SIGTERM to the sweep alone, as `kill` or a job scheduler sends it (Ray's own
+        # handler would end the sweep and its runs without a checkpoint).
+        pytest.param(signal.SIGTERM, False, id="sigterm"),
+    ],
+)
+def test_a_sweep_trains_reports_stops_on_a_signal_and_the_same_command_resumes_only_the_rest(
+    tmp_path, signum, whole_group
 ):
     out = tmp_path / "sweep"
     finish(sweep(out, "Breakout"))
     assert states(out) == {"Breakout-seed0": "done"}
     breakout_starts = starts(out / "Breakout-seed0")
-    # The sweep grows to Pong; Ctrl-C (SIGINT to its whole process group, as a terminal
-    # sends it) once Pong has a checkpoint: Pong checkpoints and stops.
+    # The sweep grows to Pong; the signal once Pong has a checkpoint: Pong checkpoints and
+    # stops, and the sweep exits with the status the signal's name gives.
     proc = sweep(out, "Breakout,Pong", start_new_session=True)
     pong = out / "Pong-seed0"
     wait_for(lambda: ckpt.has_checkpoint(RunDir(pong)), timeout=180)
-    os.killpg(proc.pid, signal.SIGINT)
-    text = finish(proc, 130)
+    if whole_group:
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
+    text = finish(proc, 128 + signum)
     assert "Continue it with:" in text and "--games Breakout,Pong" in text
     assert states(out) == {"Breakout-seed0": "done", "Pong-seed0": "stopped"}
     assert 0 < ckpt.load_state(RunDir(pong))["counters"]["agent_steps"] < 600
