@@ -1,13 +1,17 @@
 """`bench e2e`: ours and Stable-Baselines3's DQN at the same number of envs, each reading its
-rate, its epsilon and its steps timed from its own run."""
+rate, its epsilon and its steps timed from its own run; `bench contended`'s busy core."""
 
 from __future__ import annotations
 
+import os
 import re
+import time
+from pathlib import Path
 
 import pytest
 
 from atari_dqn.bench import e2e
+from atari_dqn.bench.contended import busy_core
 
 
 @pytest.mark.parametrize("num_envs", [1, 2, 4, 8, 16])
@@ -54,3 +58,12 @@ def test_ours_and_sb3_at_2_envs_each_time_the_same_window_and_read_it_from_their
         # timed from step 200 + 320 // 4 = 280 to the end at 520, epsilon at its end there
         assert run["steps_timed"] == 240
         assert run["epsilon_min"] == run["epsilon_max"] == pytest.approx(e2e.EPSILON)
+
+
+def test_the_contended_benchmarks_busy_core_spins_while_its_block_runs_and_not_after():
+    with busy_core() as spinner:
+        time.sleep(1.0)
+        ticks = int(Path(f"/proc/{spinner.pid}/stat").read_text().split(")")[1].split()[11])
+        # Its user CPU seconds: it ran, where a process waiting for something takes ~0.05
+        assert ticks / os.sysconf("SC_CLK_TCK") > 0.3
+    assert spinner.poll() is not None  # and it is gone
