@@ -1,16 +1,18 @@
 """`bench e2e`: ours and Stable-Baselines3's DQN at the same number of envs, each reading its
-rate, its epsilon and its steps timed from its own run; `bench contended`'s busy core."""
+rate, its epsilon and its steps timed from its own run; `bench contended`'s busy core and
+`bench atari100k`'s finding of Dopamine."""
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from atari_dqn.bench import e2e
+from atari_dqn.bench import atari100k, e2e
 from atari_dqn.bench.contended import busy_core
 
 
@@ -67,3 +69,16 @@ def test_the_contended_benchmarks_busy_core_spins_while_its_block_runs_and_not_a
         # Its user CPU seconds: it ran, where a process waiting for something takes ~0.05
         assert ticks / os.sysconf("SC_CLK_TCK") > 0.3
     assert spinner.poll() is not None  # and it is gone
+
+
+def test_bench_atari100k_says_why_dopamine_was_not_measured(tmp_path, monkeypatch):
+    monkeypatch.delenv("DOPAMINE_SRC", raising=False)
+    assert "set DOPAMINE_SRC and DOPAMINE_PYTHON" in atari100k.dopamine()
+    monkeypatch.setenv("DOPAMINE_SRC", str(tmp_path))
+    monkeypatch.setenv("DOPAMINE_PYTHON", sys.executable)
+    assert "holds no dopamine/labs/atari_100k" in atari100k.dopamine()
+    (tmp_path / "dopamine" / "labs" / "atari_100k").mkdir(parents=True)
+    monkeypatch.setenv("DOPAMINE_PYTHON", str(tmp_path / "python"))
+    assert "is not an executable" in atari100k.dopamine()
+    monkeypatch.setenv("DOPAMINE_PYTHON", sys.executable)
+    assert atari100k.dopamine() == (tmp_path, Path(sys.executable))

@@ -255,14 +255,19 @@ _PARTS = {"ours": time_ours, "sb3": time_sb3, "rss": _peak_rss}
 
 def in_subprocess(part: str, **kwargs: Any) -> dict[str, Any]:
     """Run `part` ("ours", "sb3" or "rss") with `kwargs` in a fresh Python process."""
+    return in_process("atari_dqn.bench.e2e", part, kwargs)
+
+
+def in_process(module: str, part: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`module._PARTS[part](**kwargs)` (a dict of figures) run in a fresh Python process, so
+    that no run inherits another's threads, compiled code or memory."""
     code = (
-        "import json, sys; from atari_dqn.bench import e2e; "
-        f"print('RESULT', json.dumps(e2e._PARTS[{part!r}](**{kwargs!r})))"
+        f"import json, {module} as m; print('RESULT', json.dumps(m._PARTS[{part!r}](**{kwargs!r})))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode != 0:
         tail = "\n".join(done.stderr.splitlines()[-30:])
-        raise RuntimeError(f"bench e2e: part {part!r} {kwargs} failed:\n{tail}")
+        raise RuntimeError(f"bench: {module} part {part!r} {kwargs} failed:\n{tail}")
     line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
     return json.loads(line.removeprefix("RESULT "))
 

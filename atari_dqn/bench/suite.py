@@ -20,7 +20,7 @@ from atari_dqn.errors import ConfigError
 from atari_dqn.provenance import code_root, code_version, describe_code
 from atari_dqn.shell import atari_dqn_command
 
-PARTS = ("env", "replay", "learner", "e2e", "contended", "variants", "video")
+PARTS = ("env", "replay", "learner", "e2e", "contended", "variants", "atari100k", "video")
 README = Path("README.md")
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
