@@ -82,14 +82,15 @@ def policy(
     noise: torch.Generator | None = None,
 ) -> EpsilonGreedy:
     """The epsilon-greedy policy over `network` (on the runtime's device), computing its
-    Q-values with the learner config's maths; a noisy network acts with new noise from
-    `noise` at each step, or with its mean weights when `noise` is None."""
+    Q-values with the learner config's maths, but in fp32 on a CPU (`bf16_autocast`'s
+    docstring says why); a noisy network acts with new noise from `noise` at each step, or
+    with its mean weights when `noise` is None."""
     learner = cfg.learner
     return EpsilonGreedy(
         network,
         network.n_actions,
         runtime,
-        bf16=learner.bf16_autocast,
+        bf16=learner.bf16_autocast and runtime.on_cuda,
         tf32=learner.tf32,
         noise=noise,
     )

@@ -1,5 +1,6 @@
 """Epsilon-greedy acting: the greedy choice is the network's argmax, exploration draws come
-from the run's RNG whatever the network says, and CUDA acting equals the CPU's."""
+from the run's RNG whatever the network says, CUDA acting equals the CPU's, and on a CPU
+a bf16 learner's policy acts in fp32."""
 
 import numpy as np
 import pytest
@@ -27,6 +28,15 @@ def test_act_with_epsilon_zero_is_argmax_of_online_q():
     actions = policy.act(stacks, 0.0, np.random.default_rng(0))
     assert actions.dtype == np.int64
     np.testing.assert_array_equal(actions, _greedy(policy, stacks))
+
+
+def test_on_the_cpu_a_bf16_learners_policy_acts_on_fp32_q_values():
+    _, policy = learner_and_policy(5, seed=3, bf16_autocast=True)
+    stacks = _stacks(4, seed=2)
+    _, q, _ = policy.act_and_values(stacks, 0.0, np.random.default_rng(0))
+    with torch.no_grad():
+        fp32 = policy.network(torch.from_numpy(stacks)).numpy()
+    np.testing.assert_array_equal(q, fp32)
 
 
 def test_act_with_epsilon_one_is_uniform_and_skips_the_network():
