@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from atari_dqn.bench.e2e import in_process
+from atari_dqn.bench.e2e import in_process, train_quietly
 from atari_dqn.bench.results import RESULTS_DIR, Headline, write_results
 from atari_dqn.configfile import PRESETS
 
@@ -54,24 +54,9 @@ def time_ours(total_steps: int, extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """Train our DrQ(ε) for `total_steps` agent steps; its learning phase's rate and the
     update's share of it, from the run's own record (`bench.realrun`)."""
     from atari_dqn.bench.realrun import summarise
-    from atari_dqn.configfile import load_config
-    from atari_dqn.runs import train
 
-    overrides = [
-        f"loop.total_steps={total_steps}",
-        "eval.interval_steps=0",
-        f"logging.interval_steps={LOG_EVERY}",
-        "logging.progress=false",
-        "logging.tensorboard=false",
-        "checkpoint.interval_steps=1000000000",
-        "checkpoint.save_replay=false",
-        *extra,
-    ]
-    cfg = load_config(PRESET, overrides, game=GAME)
-    with tempfile.TemporaryDirectory() as tmp:
-        if (code := train(cfg, Path(tmp) / "run")) != 0:
-            raise RuntimeError(f"bench atari100k: our trainer exited with {code}")
-        _, summary = summarise(Path(tmp) / "run")
+    overrides = [f"loop.total_steps={total_steps}", f"logging.interval_steps={LOG_EVERY}", *extra]
+    _, summary = train_quietly(PRESET, overrides, GAME, read=summarise)
     return {
         "steps_per_second": summary["learning_agent_steps_per_s"],
         "steps_timed": summary["agent_steps_timed"],

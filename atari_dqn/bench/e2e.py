@@ -23,12 +23,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from atari_dqn.bench.results import RESULTS_DIR, Headline, write_results
 from atari_dqn.runtime import cuda_present, resolve
 
+T = TypeVar("T")
 GAME = "Breakout"
 EPSILON = 0.1  # both agents' configured exploration in the timed window (the Nature end)
 TARGET_RATIO = 2.0  # ours / SB3 at the same number of envs
@@ -98,14 +100,36 @@ def timed_window(rows: list[dict[str, str]], timed_from: int) -> dict[str, Any]:
     }
 
 
+QUIET = (
+    "eval.interval_steps=0",
+    "logging.progress=false",
+    "logging.tensorboard=false",
+    "checkpoint.interval_steps=1000000000",
+    "checkpoint.save_replay=false",
+)
+"""A timed run's overrides: no evaluation, progress bar, TensorBoard or checkpoint on the way
+(the final checkpoint is written after the last logging interval: it is not timed)."""
+
+
+def train_quietly(
+    preset: Path | None, overrides: list[str], game: str, read: Callable[[Path], T]
+) -> T:
+    """Train `preset` (None: Nature's) with QUIET and `overrides` in a temporary run
+    directory; what `read` makes of that directory before it goes."""
+    from atari_dqn.configfile import load_config
+    from atari_dqn.runs import train
+
+    cfg = load_config(preset, [*QUIET, *overrides], game=game)
+    with tempfile.TemporaryDirectory() as tmp:
+        if (code := train(cfg, Path(tmp) / "run")) != 0:
+            raise RuntimeError(f"bench: our trainer exited with {code}")
+        return read(Path(tmp) / "run")
+
+
 def time_ours(
     learn_steps: int, start_steps: int, capacity: int, num_envs: int, extra: tuple[str, ...] = ()
 ) -> dict[str, Any]:
     """Train our DQN for `start_steps + learn_steps` agent steps; its timed window's figures."""
-    from atari_dqn.configfile import load_config
-    from atari_dqn.runs import train
-
-    interval = learn_steps // 8
     overrides = [
         f"loop.total_steps={start_steps + learn_steps}",
         f"loop.replay_start_steps={start_steps}",
@@ -113,22 +137,16 @@ def time_ours(
         f"loop.epsilon_end={EPSILON}",
         f"loop.num_envs={num_envs}",
         f"replay.capacity={capacity}",
-        "eval.interval_steps=0",
-        f"logging.interval_steps={interval}",
-        "logging.progress=false",
-        "logging.tensorboard=false",
-        "checkpoint.interval_steps=1000000000",
-        "checkpoint.save_replay=false",
+        f"logging.interval_steps={learn_steps // 8}",
         *extra,
     ]
-    cfg = load_config(None, overrides, game=GAME)
-    with tempfile.TemporaryDirectory() as tmp:
-        # The final checkpoint is written after the last logging interval: it is not timed.
-        if (code := train(cfg, Path(tmp))) != 0:
-            raise RuntimeError(f"bench e2e: our trainer exited with {code}")
-        with (Path(tmp) / "metrics.csv").open(newline="") as f:
-            rows = list(csv.DictReader(f))
+    rows = train_quietly(None, overrides, GAME, read=_metrics_rows)
     return timed_window(rows, _timed_from(learn_steps, start_steps))
+
+
+def _metrics_rows(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "metrics.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
 
 
 class _Reading(NamedTuple):
