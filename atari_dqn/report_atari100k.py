@@ -86,11 +86,12 @@ def aggregate_rows(games: dict[str, np.ndarray]) -> tuple[list[str], dict[str, d
     stats = {"ours": aggregates(ours), SHOWN: aggregates(theirs)}
     # With one run a game every stratified resample is the same runs: no interval to show.
     several = any(g.size > 1 for g in ours)
+    count = sum(g.size for g in ours)
     lines = [
         f"Human-normalised %, over {len(played)} of the 26 games ({', '.join(played)}); "
         "95% stratified bootstrap intervals over runs:",
         "",
-        f"| aggregate | ours ({sum(g.size for g in ours)} runs) | {SHOWN} "
+        f"| aggregate | ours ({count} run{'s' if count > 1 else ''}) | {SHOWN} "
         f"({sum(g.size for g in theirs)} published runs) |",
         "|---|---|---|",
     ]
