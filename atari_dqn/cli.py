@@ -14,7 +14,7 @@ from pathlib import Path
 
 from atari_dqn.bench.suite import PARTS as BENCH_PARTS
 from atari_dqn.configfile import load_config, to_yaml, valid_keys
-from atari_dqn.cores import wait_passively
+from atari_dqn.cores import wait_briefly
 from atari_dqn.errors import ConfigError, UnknownGameError, UserError
 from atari_dqn.games import game_name
 
@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    wait_passively()  # before any command loads torch (and for the Ray workers it starts)
+    wait_briefly()  # before any command loads torch (and for the Ray workers it starts)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

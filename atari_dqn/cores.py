@@ -2,10 +2,19 @@
 
 torch's default thread count follows the cores this process may run on (its affinity, and
 Ray's `OMP_NUM_THREADS` for a sweep's task), not a cgroup's CPU quota: a container given one
-CPU of two gets two threads. And by default its OpenMP threads spin while they wait for one
-another: on 2 cores with another process busy on them, an update's second thread waits its
-turn behind the busy process while the first spins, and a run measured 7-52 agent steps/s
-where two threads that sleep while they wait ran 83-103, and one thread 85-103.
+CPU of two gets two threads.
+
+How torch's OpenMP threads wait for each other at the end of each parallel step is a
+trade-off, measured on the 2-core AMD EPYC (a VM). libgomp's default spins for about
+300,000 turns before it sleeps: with another process busy on one of the 2 cores, an
+update's second thread waits its turn behind that process while the first spins on the
+other core, and a run measured 7-52 agent steps/s where threads that sleep at once
+(`OMP_WAIT_POLICY=PASSIVE`) ran 83-103. But sleeping at once costs a run alone a wake-up at
+each of the hundred-odd parallel steps of an update, and a sleeping core of this VM wakes
+slowly. 3,000 turns of spinning first (`GOMP_SPINCOUNT=3000`) measured, against sleeping at
+once: 20.3 against 22.4 ms a DrQ(ε) update in a run alone, 182 against 158 agent steps/s in
+`bench contended`'s run alone, and 106 against 122 with a busy core beside it (0.58 of
+alone, against 0.77); 10,000 turns: 18.2 ms, 204, and 83 (0.41).
 """
 
 from __future__ import annotations
@@ -14,7 +23,8 @@ import math
 import os
 from pathlib import Path
 
-WAIT_POLICY = "OMP_WAIT_POLICY"
+WAIT_POLICY, SPIN_COUNT = "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"
+SPINS = "3000"
 
 
 def usable_cores() -> int:
@@ -46,7 +56,9 @@ def _cgroup_quota() -> float | None:
         return None
 
 
-def wait_passively() -> None:
-    """OpenMP threads that sleep rather than spin while they wait (`OMP_WAIT_POLICY=PASSIVE`),
-    unless the user chose a policy; called before torch is loaded, which reads it once."""
-    os.environ.setdefault(WAIT_POLICY, "PASSIVE")
+def wait_briefly() -> None:
+    """OpenMP threads that spin SPINS turns, then sleep, while they wait for each other
+    (`GOMP_SPINCOUNT`), unless the user chose a policy or a spin count; called before torch
+    is loaded, which reads them once."""
+    if WAIT_POLICY not in os.environ:
+        os.environ.setdefault(SPIN_COUNT, SPINS)

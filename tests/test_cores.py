@@ -8,6 +8,8 @@ import sys
 
 from quick_runs import ROOT
 
+WAITS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
 
 def python(code: str, **env: str) -> str:
     result = subprocess.run(
@@ -16,20 +18,23 @@ def python(code: str, **env: str) -> str:
         capture_output=True,
         text=True,
         timeout=120,
-        env={**{k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}, **env},
+        env={**{k: v for k, v in os.environ.items() if k not in WAITS}, **env},
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.split()[-1]
 
 
-def test_the_command_line_lets_torchs_threads_sleep_while_they_wait_unless_told_otherwise():
-    # Spinning threads made a run on 2 cores, one of them busy, 10x slower (cores.py).
+def test_the_command_line_has_torchs_threads_spin_briefly_then_sleep_unless_told_otherwise():
+    # Long spins made a run on 2 cores, one of them busy, 10x slower; sleeping at once made
+    # a run alone 10% slower (cores.py).
     code = (
         "import os, sys; from atari_dqn.cli import main; "
-        "main(['train', '--game', 'Breakout', '--dry-run']); print(os.environ['OMP_WAIT_POLICY'])"
+        "main(['train', '--game', 'Breakout', '--dry-run']); "
+        "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'), sep=',')"
     )
-    assert python(code) == "PASSIVE"
-    assert python(code, OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
+    assert python(code) == "None,3000"
+    assert python(code, OMP_WAIT_POLICY="PASSIVE") == "PASSIVE,None"
+    assert python(code, GOMP_SPINCOUNT="100") == "None,100"
 
 
 def test_a_run_takes_no_more_torch_threads_than_the_cores_it_may_run_on():

@@ -5,8 +5,9 @@ Users run tests, sweeps and evaluations beside a training. The run is `bench e2e
 Breakout, batch 32, one update per 4 agent steps, timed from the end of its learning phase's
 first quarter, each run its own process), once alone and once with one process spinning
 beside it for the whole run, the two in turn, `repeats` times. On 2 cores with one of them
-taken a run keeps at best about half its speed; the target asks for 0.4 of it. Before
-torch's threads slept while they waited for each other, such a run kept a fifteenth.
+taken a run keeps at best about half its speed; the target asks for 0.4 of it. With
+torch's threads spinning as long as libgomp's default has them, such a run kept a
+fifteenth (`atari_dqn.cores`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from atari_dqn.bench.e2e import in_subprocess
 from atari_dqn.bench.results import RESULTS_DIR, Headline, write_results
-from atari_dqn.cores import WAIT_POLICY
+from atari_dqn.cores import SPIN_COUNT, WAIT_POLICY
 
 TARGET = 0.4  # of the lone run's agent steps/s, with one of 2 cores taken
 HEADLINES = (
@@ -73,7 +74,8 @@ def run(
         "alone_steps_per_s": alone,
         "contended_steps_per_s": contended,
         "median_of_runs": repeats,
-        "omp_wait_policy": os.environ.get(WAIT_POLICY, "unset (spins, then sleeps)"),
+        # how torch's threads waited (atari_dqn.cores): unset is libgomp's default
+        "openmp_wait": {name: os.environ.get(name, "unset") for name in (WAIT_POLICY, SPIN_COUNT)},
         "rate": "pooled: agent steps / wall seconds over the timed window (bench e2e's)",
     }
     write_results("contended", rows, summary, out_dir)
