@@ -142,7 +142,7 @@ class LearnerConfig(Section):
     bf16_autocast: bool = False
     """bfloat16 autocast for forward passes (changes the maths; off for faithfulness). On a
     CPU, for the update's only: acting at batch 1 casts every weight anew at each step, and
-    measured 1.8 ms a step in bf16 against 0.8 ms in fp32 (2-core AMD EPYC)."""
+    measured 1.8 ms a step in bf16 against 0.8 ms in fp32 (a 2-core Intel Xeon)."""
     compile: bool = not_experiment(True)
     """torch.compile the update step (fp32 as eager; falls back to eager if it fails).
     Not with a CUDA graph, which replaces it."""

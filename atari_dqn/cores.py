@@ -5,16 +5,16 @@ Ray's `OMP_NUM_THREADS` for a sweep's task), not a cgroup's CPU quota: a contain
 CPU of two gets two threads.
 
 How torch's OpenMP threads wait for each other at the end of each parallel step is a
-trade-off, measured on the 2-core AMD EPYC (a VM). libgomp's default spins for about
-300,000 turns before it sleeps: with another process busy on one of the 2 cores, an
-update's second thread waits its turn behind that process while the first spins on the
-other core, and a run measured 7-52 agent steps/s where threads that sleep at once
+trade-off, measured on 2-core VMs. libgomp's default spins for about 300,000 turns before
+it sleeps: with another process busy on one of the 2 cores (an AMD EPYC), an update's
+second thread waits its turn behind that process while the first spins on the other core,
+and a run measured 7-52 agent steps/s where threads that sleep at once
 (`OMP_WAIT_POLICY=PASSIVE`) ran 83-103. But sleeping at once costs a run alone a wake-up at
-each of the hundred-odd parallel steps of an update, and a sleeping core of this VM wakes
-slowly. 3,000 turns of spinning first (`GOMP_SPINCOUNT=3000`) measured, against sleeping at
-once: 20.3 against 22.4 ms a DrQ(ε) update in a run alone, 182 against 158 agent steps/s in
-`bench contended`'s run alone, and 106 against 122 with a busy core beside it (0.58 of
-alone, against 0.77); 10,000 turns: 18.2 ms, 204, and 83 (0.41).
+each of the hundred-odd parallel steps of an update, and a sleeping core of a VM wakes
+slowly. 3,000 turns of spinning first (`GOMP_SPINCOUNT=3000`) measured (an Intel Xeon),
+against sleeping at once: 20.5 against 22.3 ms a DrQ(ε) update in a run alone, 182 against
+158 agent steps/s in `bench contended`'s run alone, and 106 against 122 with a busy core
+beside it (0.58 of alone, against 0.77); 10,000 turns: 18.4 ms, 204, and 83 (0.41).
 """
 
 from __future__ import annotations
