@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from atari_dqn.bench.e2e import in_process, train_quietly
+from atari_dqn.bench.isolated import in_process, train_quietly
 from atari_dqn.bench.results import RESULTS_DIR, Headline, write_results
 from atari_dqn.configfile import PRESETS
 

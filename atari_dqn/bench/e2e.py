@@ -17,20 +17,16 @@ holding a 1M-transition replay (the paper's size), filled with frames.
 from __future__ import annotations
 
 import csv
-import json
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
+from atari_dqn.bench.isolated import in_process, train_quietly
 from atari_dqn.bench.results import RESULTS_DIR, Headline, write_results
 from atari_dqn.runtime import cuda_present, resolve
 
-T = TypeVar("T")
 GAME = "Breakout"
 EPSILON = 0.1  # both agents' configured exploration in the timed window (the Nature end)
 TARGET_RATIO = 2.0  # ours / SB3 at the same number of envs
@@ -98,32 +94,6 @@ def timed_window(rows: list[dict[str, str]], timed_from: int) -> dict[str, Any]:
         "epsilon_min": min(epsilons),
         "epsilon_max": max(epsilons),
     }
-
-
-QUIET = (
-    "eval.interval_steps=0",
-    "logging.progress=false",
-    "logging.tensorboard=false",
-    "checkpoint.interval_steps=1000000000",
-    "checkpoint.save_replay=false",
-)
-"""A timed run's overrides: no evaluation, progress bar, TensorBoard or checkpoint on the way
-(the final checkpoint is written after the last logging interval: it is not timed)."""
-
-
-def train_quietly(
-    preset: Path | None, overrides: list[str], game: str, read: Callable[[Path], T]
-) -> T:
-    """Train `preset` (None: Nature's) with QUIET and `overrides` in a temporary run
-    directory; what `read` makes of that directory before it goes."""
-    from atari_dqn.configfile import load_config
-    from atari_dqn.runs import train
-
-    cfg = load_config(preset, [*QUIET, *overrides], game=game)
-    with tempfile.TemporaryDirectory() as tmp:
-        if (code := train(cfg, Path(tmp) / "run")) != 0:
-            raise RuntimeError(f"bench: our trainer exited with {code}")
-        return read(Path(tmp) / "run")
 
 
 def time_ours(
@@ -274,20 +244,6 @@ _PARTS = {"ours": time_ours, "sb3": time_sb3, "rss": _peak_rss}
 def in_subprocess(part: str, **kwargs: Any) -> dict[str, Any]:
     """Run `part` ("ours", "sb3" or "rss") with `kwargs` in a fresh Python process."""
     return in_process("atari_dqn.bench.e2e", part, kwargs)
-
-
-def in_process(module: str, part: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """`module._PARTS[part](**kwargs)` (a dict of figures) run in a fresh Python process, so
-    that no run inherits another's threads, compiled code or memory."""
-    code = (
-        f"import json, {module} as m; print('RESULT', json.dumps(m._PARTS[{part!r}](**{kwargs!r})))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.splitlines()[-30:])
-        raise RuntimeError(f"bench: {module} part {part!r} {kwargs} failed:\n{tail}")
-    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
-    return json.loads(line.removeprefix("RESULT "))
 
 
 # The row's ratio columns; each is a headline under `ratio_key(N, gpu, eager)`.
