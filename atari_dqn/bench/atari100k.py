@@ -8,9 +8,8 @@ learning phase only, each in its own process, from its 800th update to the end, 
 neither's compilation is timed: ours from its run's timers (its logging intervals of 400
 steps after the first two that learned, pooled: steps over seconds), Dopamine's read from
 its own step counter by a driver that wraps its update method and leaves the agent as
-shipped (`dopamine_driver.py`). Ours also
-runs with `learner.bf16_autocast=true`, and its timers give the update's share of the
-learning phase.
+shipped (`dopamine_driver.py`). Ours also runs with `learner.bf16_autocast=true`, and its
+timers give the update's share of the learning phase.
 
 Dopamine is not a dependency: it runs from its own source tree and virtual environment,
 named by the environment variables DOPAMINE_SRC and DOPAMINE_PYTHON (`docs/atari100k.md`
@@ -20,15 +19,13 @@ has no ratio.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from atari_dqn.bench.isolated import in_process, train_quietly
+from atari_dqn.bench.isolated import in_process, result_of, train_quietly
 from atari_dqn.bench.results import RESULTS_DIR, Headline, write_results
 from atari_dqn.configfile import PRESETS
 
@@ -81,23 +78,17 @@ def time_dopamine(src: Path, python: Path, total_steps: int) -> dict[str, Any]:
     """Dopamine's DrQ(ε) on GAME for `total_steps` agent steps, run by `dopamine_driver.py`
     in Dopamine's own Python: its learning phase's rate by its own step counter."""
     with tempfile.TemporaryDirectory() as tmp:
-        done = subprocess.run(
+        return result_of(
             [
                 str(python),
                 str(DRIVER),
                 *("--game", GAME, "--steps", str(total_steps)),
                 *("--timed-from-update", str(TIMED_FROM_UPDATE), tmp),
             ],
+            "Dopamine's run",
             cwd=src,
             env={**os.environ, "PYTHONPATH": str(src)},
-            capture_output=True,
-            text=True,
         )
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.splitlines()[-30:])
-        raise RuntimeError(f"bench atari100k: Dopamine's run failed:\n{tail}")
-    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
-    return json.loads(line.removeprefix("RESULT "))
 
 
 _PARTS = {"ours": time_ours}

@@ -46,9 +46,16 @@ def in_process(module: str, part: str, kwargs: dict[str, Any]) -> dict[str, Any]
     code = (
         f"import json, {module} as m; print('RESULT', json.dumps(m._PARTS[{part!r}](**{kwargs!r})))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return result_of([sys.executable, "-c", code], f"{module} part {part!r} {kwargs}")
+
+
+def result_of(argv: list[str], what: str, **run: Any) -> dict[str, Any]:
+    """The figures a benchmark process prints on its `RESULT {json}` line; its stderr's
+    tail in the error when it fails (`what` names it). `run`: more `subprocess.run`
+    arguments (cwd, env)."""
+    done = subprocess.run(argv, capture_output=True, text=True, **run)
     if done.returncode != 0:
         tail = "\n".join(done.stderr.splitlines()[-30:])
-        raise RuntimeError(f"bench: {module} part {part!r} {kwargs} failed:\n{tail}")
+        raise RuntimeError(f"bench: {what} failed:\n{tail}")
     line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
     return json.loads(line.removeprefix("RESULT "))
