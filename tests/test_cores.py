@@ -45,3 +45,25 @@ def test_a_run_takes_no_more_torch_threads_than_the_cores_it_may_run_on():
         "print(usable_cores(), resolve(Config()).torch_threads, sep=',')"
     )
     assert python(code) == "1,1"
+
+
+DENORMALS_AFTER = (
+    "import torch; torch.set_num_threads(2); "
+    # 4M floats whose bits make a denormal (~1.4e-42): torch's threads each take a share.
+    "x = torch.full((4_000_000,), 1000, dtype=torch.int32).view(torch.float32); "
+    "print(float(((x * 0.5) == 0).float().mean()))"
+)
+
+
+def test_a_run_flushes_denormal_floats_to_zero_in_every_torch_thread(tmp_path):
+    # Adam's moments decay into denormals, each ~100x a normal float's cost on x86 (and JAX,
+    # Dopamine's maths, flushes them). The flag is per thread, inherited by the threads made
+    # after it: every thread of torch's pool must have it, after a real `train`.
+    run = (
+        "from atari_dqn.cli import main; "
+        "assert main(['train', '--game', 'Breakout', '--config', 'configs/smoke.yaml', "
+        f"'--run-dir', '{tmp_path / 'r'}', 'loop.total_steps=600', 'eval.interval_steps=0', "
+        "'logging.progress=false']) == 0; "
+    )
+    assert python(DENORMALS_AFTER) == "0.0"  # torch's default: kept, in every thread
+    assert python(run + DENORMALS_AFTER) == "1.0"
