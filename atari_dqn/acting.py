@@ -24,18 +24,26 @@ class Policy(Protocol):
 
 
 class RecordablePolicy(Policy, Protocol):
-    """A policy that can say what it saw: Q(s, .) of every stack, and which actions were
-    random (`EpsilonGreedy.act_and_values`), for recording."""
+    """A policy that can say what it saw: Q(s, .) of every stack, which actions were random
+    and, of a distributional network, the return distribution of each action taken
+    (`EpsilonGreedy.act_and_values`), for recording."""
 
     def act_and_values(
         self, stacks: np.ndarray, epsilon: float, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]: ...
 
 
 class Recorder(Protocol):
-    """Where an acting step reports each step's Q-values and random actions, when recording."""
+    """Where an acting step reports each step's Q-values, random actions and return
+    distributions (None for a network without), when recording."""
 
-    def step(self, actions: np.ndarray, q_values: np.ndarray, explored: np.ndarray) -> None: ...
+    def step(
+        self,
+        actions: np.ndarray,
+        q_values: np.ndarray,
+        explored: np.ndarray,
+        distributions: np.ndarray | None,
+    ) -> None: ...
 
 
 class FrameMemory(Protocol):
@@ -124,8 +132,8 @@ class Acting:
         the actions are uniform draws from `rng`."""
         if self.recorder is not None:
             stacks = self.memory.stacks(out=self._stacks)
-            actions, q_values, explored = policy.act_and_values(stacks, epsilon, rng)
-            self.recorder.step(actions, q_values, explored)
+            actions, q_values, explored, distributions = policy.act_and_values(stacks, epsilon, rng)
+            self.recorder.step(actions, q_values, explored, distributions)
         elif epsilon >= 1.0:
             actions = rng.integers(0, self.envs.n_actions, size=self.envs.num_envs)
         else:

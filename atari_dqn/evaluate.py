@@ -165,8 +165,9 @@ def evaluate_and_film(
         games = choose(result.scores, film)
         names = action_meanings(cfg.env)
         traces = recorder.traces()
+        support = getattr(policy, "support", None)
         for path in write_videos(
-            traces, games, eval_env_config(cfg), names, video_folder, agent_steps
+            traces, games, eval_env_config(cfg), names, video_folder, agent_steps, support
         ):
             say(f"wrote {path}")
     return result

@@ -71,10 +71,29 @@ class EpsilonGreedy:
 
     def act_and_values(
         self, stacks: np.ndarray, epsilon: float, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """`act` with the same draws and so the same actions, and with, for recording,
-        Q(s, .) float32[N, A] of every stack and which actions were random, bool[N]."""
-        return self._decide(stacks, epsilon, rng, every_env=True)
+        Q(s, .) float32[N, A] of every stack, which actions were random, bool[N], and for a
+        distributional network each stack's return distribution under its action (`support`'s
+        probabilities, float32[N, atoms]; None for other networks).
+
+        The distributions take one more forward pass, with the network's mean weights: what
+        is recorded is an evaluation, which plays them."""
+        actions, q, explored = self._decide(stacks, epsilon, rng, every_env=True)
+        if not self.network.distributional:
+            return actions, q, explored, None
+        device = self._runtime.torch_device
+        with torch.inference_mode(), rt.autocast(device, self._bf16), rt.tf32(self._tf32):
+            obs = torch.as_tensor(stacks).to(device)
+            logits = self.network.logits(obs.contiguous(memory_format=self._runtime.memory_format))
+        chosen = logits.float().softmax(dim=2)[torch.arange(len(actions)), torch.as_tensor(actions)]
+        return actions, q, explored, chosen.cpu().numpy()
+
+    @property
+    def support(self) -> np.ndarray | None:
+        """The returns a distributional network's atoms stand for, float32[atoms]; None for
+        other networks."""
+        return self.network.support.cpu().numpy() if self.network.distributional else None
 
     def _decide(
         self, stacks: np.ndarray, epsilon: float, rng: np.random.Generator, every_env: bool

@@ -2,18 +2,18 @@
 
 A recorded evaluation keeps, for every game it scores, the emulator state the game started
 from (with its RNG) and, for every step, the action, whether it was a random (epsilon) one,
-and Q(s, a) for every action. Afterwards the chosen games are played again from their
+Q(s, a) for every action and, of a distributional network, the return distribution of
+the action taken. Afterwards the chosen games are played again from their
 start states with the same actions (the ALE is deterministic given its state, sticky
 actions included) to get their full-colour screens: so the video is of the very game the
-score comes from, and recording costs the evaluation only the Q-values it keeps.
+score comes from, and recording costs the evaluation only what it keeps (and, for a
+distributional network, one more forward pass a step).
 
-Each video frame is the 210x160 screen scaled 2x (420 x 320 pixels), and beside it a panel
-of 320 x 420: the step, the running score and the lives, whether the action was greedy or
-random, and per action its name, Q(s, a) and a bar as long as it, drawn from a zero line
-on one scale for the whole game, the chosen action's highlighted. One frame per agent
-step, at 15 frames per second (real time: 4 emulator frames per step at 60 Hz). 2x rather
-than more because encoding is most of what filming costs and grows with the pixels.
-Written with OpenCV's `VideoWriter` (MPEG-4, `mp4v`), already a dependency, which every
+Each video frame is the screen with, beside it, the step's Q-values (and a distributional
+network's return distribution), as `atari_dqn.video_panel` draws them: one frame per agent
+step, at 15 frames per second (real time: 4 emulator frames per step at 60 Hz), the screen
+scaled 2x rather than more because encoding is most of what filming costs and grows with the
+pixels. Written with OpenCV's `VideoWriter` (MPEG-4, `mp4v`), already a dependency, which every
 common player opens.
 """
 
@@ -32,16 +32,20 @@ from atari_dqn.config import EnvConfig
 from atari_dqn.env.atari import Emulator
 from atari_dqn.env.block import GameStart
 from atari_dqn.errors import ConfigError
+from atari_dqn.video_panel import (
+    FRAME_SIZE,
+    OTHER,
+    SCREEN_WIDTH,
+    bar_axis,
+    blank_frame,
+    draw_distribution,
+    draw_panel,
+    plot_scale,
+)
 
-SCALE = 2
-SCREEN_WIDTH = 160 * SCALE
-PANEL_WIDTH = 320
 FPS = 15
 _QUEUED = 16
 _STRIP_BORDER = 3  # pixels of grey around each frame of a strip
-FRAME_SIZE = (210 * SCALE, SCREEN_WIDTH + PANEL_WIDTH)  # (height, width) = (420, 640)
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
-CHOSEN, OTHER, TEXT, RANDOM = (0, 165, 255), (150, 150, 150), (235, 235, 235), (60, 60, 230)
 
 
 class VideoError(RuntimeError):
@@ -60,6 +64,9 @@ class GameTrace:
     actions: list[int] = field(default_factory=list)
     explored: list[bool] = field(default_factory=list)
     q_values: list[np.ndarray] = field(default_factory=list)
+    distributions: list[np.ndarray] = field(default_factory=list)
+    """Per step, the return distribution of the action taken (float16; none for a network
+    that is not distributional)."""
 
 
 class GameRecorder:
@@ -75,11 +82,19 @@ class GameRecorder:
         self._started = [0] * num_envs  # games started per env: indexes its start states
         self._kept: list[tuple[GameTrace, int]] = []
 
-    def step(self, actions: np.ndarray, q_values: np.ndarray, explored: np.ndarray) -> None:
+    def step(
+        self,
+        actions: np.ndarray,
+        q_values: np.ndarray,
+        explored: np.ndarray,
+        distributions: np.ndarray | None,
+    ) -> None:
         for env, trace in enumerate(self._current):
             trace.actions.append(int(actions[env]))
             trace.explored.append(bool(explored[env]))
             trace.q_values.append(q_values[env].astype(np.float32))
+            if distributions is not None:  # half the memory: a game may last 27,000 steps
+                trace.distributions.append(distributions[env].astype(np.float16))
 
     def rewards(self, raw_rewards: np.ndarray) -> None:
         for trace, reward in zip(self._current, raw_rewards, strict=True):
@@ -124,83 +139,13 @@ def choose(scores: list[float], choice: list[str] | list[int]) -> list[int]:
     return list(dict.fromkeys(picked))
 
 
-def panel_rows(count: int) -> tuple[int, int]:
-    """(top, height) of the panel's rows, one per action (18 at most, ale-py's full set)."""
-    top = 92  # below the text above the rows, and the zero line's label
-    return top, min(30, (FRAME_SIZE[0] - top - 4) // count)
-
-
-# The rows: the action's name, its bar, its value. Their text is as large as the rows of all
-# 18 actions allow, to stay legible where a page shows the frame smaller (`frame_strip`).
-_ROW_FONT = 0.5
-_BAR_LEFT = 128  # right of the longest name, DOWNRIGHTFIRE
-_VALUE_LEFT = PANEL_WIDTH - 62  # room for -99.999, right-aligned
-_BAR_SPAN = _VALUE_LEFT - 8 - _BAR_LEFT
-
-
-def bar_axis(low: float, high: float) -> tuple[int, float]:
-    """(column of Q = 0 in the panel, pixels per unit of Q) for a game whose Q-values lie in
-    [low, high]. One scale for the whole game, spanning zero as well as its values, so that
-    a bar's length is its value's size: bars that started at the lowest value would make
-    0.053 an empty bar beside a full one of 0.067."""
-    low, high = min(low, 0.0), max(high, 0.0)
-    pixels_per_unit = (_BAR_SPAN - 1) / max(high - low, 1e-6)  # the zero line takes a column
-    return _BAR_LEFT + round(-low * pixels_per_unit), pixels_per_unit
-
-
-def blank_frame(names: list[str], axis: tuple[int, float]) -> np.ndarray:
-    """A frame with what every frame of a game shares: the action names, and the bars' zero
-    line (labelled 0) from `bar_axis`, in the panel."""
-    frame = np.zeros((*FRAME_SIZE, 3), np.uint8)
-    panel = frame[:, SCREEN_WIDTH:]  # a view: OpenCV draws into the frame
-    top, row = panel_rows(len(names))
-    for i, name in enumerate(names):
-        cv2.putText(
-            panel, name, (8, top + i * row + row - 6), _FONT, _ROW_FONT, TEXT, 1, cv2.LINE_AA
-        )
-    zero_x = axis[0]
-    cv2.line(panel, (zero_x, top - 2), (zero_x, top + len(names) * row - 2), TEXT, 1)
-    cv2.putText(panel, "0", (zero_x - 4, top - 5), _FONT, 0.4, TEXT, 1, cv2.LINE_AA)
-    return frame
-
-
-def draw_panel(
-    panel: np.ndarray,
-    q: np.ndarray,
-    axis: tuple[int, float],
-    action: int,
-    explored: bool,
-    header: str,
-    name: str,
+def _write_video(
+    trace: GameTrace,
+    emulator: Emulator,
+    names: list[str],
+    path: Path,
+    support: np.ndarray | None,
 ) -> None:
-    """The step's text and a bar per Q(s, a) on `axis` (`bar_axis`): from the zero line
-    that `blank_frame` drew, to its right for a positive value and to its left for a negative
-    one, never over the line."""
-    cv2.putText(panel, header, (8, 22), _FONT, 0.5, TEXT, 1, cv2.LINE_AA)
-    cv2.putText(panel, f"action: {name}", (8, 46), _FONT, 0.5, TEXT, 1, cv2.LINE_AA)
-    how, colour = ("random (epsilon)", RANDOM) if explored else ("greedy", CHOSEN)
-    cv2.putText(panel, how, (8, 70), _FONT, 0.5, colour, 1, cv2.LINE_AA)
-    top, row = panel_rows(len(q))
-    zero_x, pixels_per_unit = axis
-    for i, value in enumerate(q):
-        y = top + i * row
-        length = round(abs(float(value)) * pixels_per_unit)
-        if length:
-            side = 1 if value > 0 else -1
-            cv2.rectangle(
-                panel,
-                (zero_x + side, y),
-                (zero_x + side * length, y + row - 4),
-                CHOSEN if i == action else OTHER,
-                -1,
-            )
-        text = f"{value:.3f}"
-        width = cv2.getTextSize(text, _FONT, _ROW_FONT, 1)[0][0]
-        right_aligned = (PANEL_WIDTH - 6 - width, y + row - 6)  # the decimal points in line
-        cv2.putText(panel, text, right_aligned, _FONT, _ROW_FONT, TEXT, 1, cv2.LINE_AA)
-
-
-def _write_video(trace: GameTrace, emulator: Emulator, names: list[str], path: Path) -> None:
     ale = emulator.ale
     assert trace.start is not None, "a kept game's start is set by GameRecorder.traces"
     ale.restoreState(ale_py.ALEState(trace.start.state))
@@ -209,10 +154,12 @@ def _write_video(trace: GameTrace, emulator: Emulator, names: list[str], path: P
     )
     q_all = np.stack(trace.q_values)
     axis = bar_axis(float(q_all.min()), float(q_all.max()))
-    blank = blank_frame(names, axis)
+    support = support if trace.distributions else None
+    scale = plot_scale(trace.distributions) if support is not None else 0.0
+    blank = blank_frame(names, axis, support)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(
-        str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (FRAME_SIZE[1], FRAME_SIZE[0])
+        str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (blank.shape[1], blank.shape[0])
     )
     if not writer.isOpened():
         raise VideoError(f"OpenCV cannot write an MPEG-4 (mp4v) video to '{path}'")
@@ -239,6 +186,14 @@ def _write_video(trace: GameTrace, emulator: Emulator, names: list[str], path: P
                 draw_panel(
                     frame[:, SCREEN_WIDTH:], q, axis, action, explored, header, names[action]
                 )
+                if support is not None:
+                    draw_distribution(
+                        frame[:, FRAME_SIZE[1] :],
+                        trace.distributions[step],
+                        support,
+                        scale,
+                        names[action],
+                    )
                 pending.append(encoder.submit(writer.write, frame))
                 if len(pending) > _QUEUED:
                     pending.popleft().result()
@@ -262,9 +217,11 @@ def write_videos(
     names: list[str],
     folder: Path,
     agent_steps: int,
+    support: np.ndarray | None = None,
 ) -> list[Path]:
     """Videos of the 0-based `games` of an evaluation, as `<game>-<step>-game<i>.mp4`
-    (`i` numbered from 1, as `eval` prints the games), one frame per step of each game.
+    (`i` numbered from 1, as `eval` prints the games), one frame per step of each game;
+    with a distributional network's `support`, each with the return distributions recorded.
 
     Raises VideoError if a replay does not score what its game scored (it would not be
     the same game) or if OpenCV cannot write the video."""
@@ -274,7 +231,7 @@ def write_videos(
     try:
         for i in games:
             path = folder / f"{cfg.game}-{agent_steps}-game{i + 1}.mp4"
-            _write_video(traces[i], emulator, names, path)
+            _write_video(traces[i], emulator, names, path, support)
             paths.append(path)
     finally:
         emulator.close()

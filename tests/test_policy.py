@@ -33,7 +33,7 @@ def test_act_with_epsilon_zero_is_argmax_of_online_q():
 def test_on_the_cpu_a_bf16_learners_policy_acts_on_fp32_q_values():
     _, policy = learner_and_policy(5, seed=3, bf16_autocast=True)
     stacks = _stacks(4, seed=2)
-    _, q, _ = policy.act_and_values(stacks, 0.0, np.random.default_rng(0))
+    _, q, _, _ = policy.act_and_values(stacks, 0.0, np.random.default_rng(0))
     with torch.no_grad():
         fp32 = policy.network(torch.from_numpy(stacks)).numpy()
     np.testing.assert_array_equal(q, fp32)
@@ -128,3 +128,19 @@ def test_on_cuda_acting_is_the_same_with_and_without_graphs():
         cpu.act(stacks, 0.0, np.random.default_rng(1)),
         graphed.act(stacks, 0.0, np.random.default_rng(1)),
     )
+
+
+def test_recording_a_distributional_network_gives_each_actions_return_distribution():
+    _, policy = learner_and_policy(5, seed=3, distributional=True, num_atoms=11)
+    stacks = _stacks(6, seed=4)
+    actions, q, _, distributions = policy.act_and_values(stacks, 0.5, np.random.default_rng(1))
+    support = policy.support
+    np.testing.assert_allclose(support, np.linspace(-10, 10, 11), atol=1e-6)
+    assert distributions.shape == (6, 11)
+    np.testing.assert_allclose(distributions.sum(axis=1), 1.0, atol=1e-5)
+    # Each is the distribution of the action taken, random ones included: its mean is
+    # that action's Q-value.
+    np.testing.assert_allclose(distributions @ support, q[np.arange(6), actions], atol=1e-5)
+    _, plain = learner_and_policy(5, seed=3)
+    assert plain.support is None
+    assert plain.act_and_values(stacks, 0.5, np.random.default_rng(1))[3] is None

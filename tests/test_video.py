@@ -21,20 +21,25 @@ from atari_dqn.evaluate import eval_env_config, evaluate
 from atari_dqn.report import write_report
 from atari_dqn.runs import evaluate_run, train
 from atari_dqn.video import (
+    GameRecorder,
+    VideoError,
+    film_step_and_game,
+    parse_choice,
+    write_videos,
+)
+from atari_dqn.video_panel import (
     CHOSEN,
     FRAME_SIZE,
     OTHER,
+    PLOT_WIDTH,
     SCREEN_WIDTH,
     TEXT,
-    GameRecorder,
-    VideoError,
     bar_axis,
     blank_frame,
+    draw_distribution,
     draw_panel,
-    film_step_and_game,
     panel_rows,
-    parse_choice,
-    write_videos,
+    plot_scale,
 )
 
 FAST = QUIET
@@ -216,3 +221,48 @@ def test_a_negative_q_value_draws_on_the_other_side_of_the_zero_line():
     (negative, positive), zero = drawn_bars([-0.02, 0.05])
     assert negative[-1] == zero - 1 and positive[0] == zero + 1
     assert len(negative) / len(positive) == pytest.approx(0.02 / 0.05, abs=0.01)
+
+
+def test_a_distributional_networks_video_plots_the_return_distribution_beside_the_panel(
+    tmp_path,
+):
+    cfg = load_config(None, [*FAST, "eval.max_episode_frames=400"], game="Breakout")
+    _, policy = learner_and_policy(distributional=True)
+    recorder = GameRecorder()
+    result = evaluate(policy, cfg, episodes=1, seed=3, recorder=recorder)
+    (trace,) = recorder.traces()
+    assert len(trace.distributions) == result.steps[0]
+    names = action_meanings(cfg.env)
+    (video,) = write_videos(
+        [trace], [0], eval_env_config(cfg), names, tmp_path, 0, support=policy.support
+    )
+    count, shape = frames_and_size(video)
+    assert count == result.steps[0] and shape == (FRAME_SIZE[0], FRAME_SIZE[1] + PLOT_WIDTH)
+    plot = first_frame(video)[:, FRAME_SIZE[1] :]
+    assert (plot.max(axis=2) > 100).sum() > 500  # drawn: text, bars, axis
+
+
+def test_the_distribution_plot_has_a_bar_per_atom_as_tall_as_its_probability_and_the_mean():
+    support = np.linspace(-10, 10, 51, dtype=np.float32)
+    probabilities = np.zeros(51, np.float32)
+    probabilities[[10, 40]] = 0.75, 0.25
+    frame = blank_frame(["NOOP"], bar_axis(0, 1), support)
+    assert frame.shape == (FRAME_SIZE[0], FRAME_SIZE[1] + PLOT_WIDTH, 3)
+    plot = frame[:, FRAME_SIZE[1] :]
+    scale = plot_scale([probabilities])
+    draw_distribution(plot, probabilities, support, scale, "NOOP")
+    grey = (plot[80:] == OTHER).all(axis=2)  # the bars, below the text
+    columns = np.flatnonzero(grey.any(axis=0))
+    heights = grey.sum(axis=0)
+    tall, short = heights[columns[0]], heights[columns[-1]]
+    assert tall / short == pytest.approx(3.0, abs=0.05)  # 0.75 against 0.25
+    # The two bars and nothing else: atom 40's is 30 atoms right of atom 10's.
+    width = len(np.flatnonzero(heights == tall))
+    assert len(columns) == 2 * width
+    assert columns[width] - columns[0] == 30 * (width + 1)  # bars a column apart
+    # The mean, 0.75 * -6 + 0.25 * 6 = -3, is a line 7/20 of the way across the atoms.
+    mean_columns = np.flatnonzero((plot == CHOSEN).all(axis=2).sum(axis=0) > 100)
+    first = columns[0] - 10 * (width + 1)  # atom 0's column
+    span = 50 * (width + 1)
+    assert len(mean_columns) == 1
+    assert mean_columns[0] == pytest.approx(first + span * 7 / 20, abs=2)
