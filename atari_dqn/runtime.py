@@ -160,7 +160,8 @@ def apply(runtime: Runtime) -> None:
     # Adam's moments decay into them wherever a weight's gradient stays zero (a checkpoint of
     # a 100k-step DrQ(eps) run held ~27,000 in one layer's first moment). Flushing them is
     # what JAX and TensorFlow do on the CPU, so Dopamine's agents run that way too; on an
-    # Intel Xeon it took a DrQ(eps) update from 28.5 to 22.9 ms early in a game (docs).
+    # Intel Xeon it took a DrQ(eps) update from 28.5 to 22.9 ms early in a game
+    # (docs/atari100k.md, "Denormal floats").
     torch.set_flush_denormal(True)
     torch.set_num_threads(runtime.torch_threads)
     keep_freed_memory()
