@@ -32,6 +32,11 @@ class RecordablePolicy(Policy, Protocol):
         self, stacks: np.ndarray, epsilon: float, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]: ...
 
+    @property
+    def support(self) -> np.ndarray | None:
+        """The returns a distributional network's atoms stand for; None without."""
+        ...
+
 
 class Recorder(Protocol):
     """Where an acting step reports each step's Q-values, random actions and return

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from atari_dqn.acting import Acting, FrameStacks, Policy
+from atari_dqn.acting import Acting, FrameStacks, Policy, RecordablePolicy
 from atari_dqn.config import Config, EnvConfig
 from atari_dqn.env.atari import action_meanings
 from atari_dqn.env.vector import VectorEnv
@@ -142,7 +142,7 @@ def evaluate(
 
 
 def evaluate_and_film(
-    policy: Policy,
+    policy: RecordablePolicy,
     cfg: Config,
     *,
     episodes: int,
@@ -165,9 +165,8 @@ def evaluate_and_film(
         games = choose(result.scores, film)
         names = action_meanings(cfg.env)
         traces = recorder.traces()
-        support = getattr(policy, "support", None)
         for path in write_videos(
-            traces, games, eval_env_config(cfg), names, video_folder, agent_steps, support
+            traces, games, eval_env_config(cfg), names, video_folder, agent_steps, policy.support
         ):
             say(f"wrote {path}")
     return result
