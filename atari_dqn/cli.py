@@ -14,7 +14,7 @@ from pathlib import Path
 
 from atari_dqn.bench.suite import PARTS as BENCH_PARTS
 from atari_dqn.configfile import load_config, to_yaml, valid_keys
-from atari_dqn.cores import wait_briefly
+from atari_dqn.cores import flush_denormals, wait_briefly
 from atari_dqn.errors import ConfigError, UnknownGameError, UserError
 from atari_dqn.games import game_name
 
@@ -47,6 +47,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(to_yaml(cfg), end="")
         return 0
+    flush_denormals()
     from atari_dqn.rundir import RunDir
     from atari_dqn.runs import train
 
@@ -94,12 +95,14 @@ def _resume(args: argparse.Namespace) -> int:
 
         print(to_yaml(RunDir(Path(args.resume)).resumed_config(args.overrides)), end="")
         return 0
+    flush_denormals()
     from atari_dqn.runs import resume
 
     return resume(Path(args.resume), overrides=args.overrides)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    flush_denormals()
     from atari_dqn.runs import evaluate_run
 
     return evaluate_run(

@@ -4,9 +4,9 @@ The config says what the user asked (`auto` for most switches); `resolve` turns 
 frozen `Runtime` by looking at the machine once, at the start of a run. The run writes it to
 `run.log` and `runtime.json`, and hands it to the parts it builds: nothing below asks the
 machine again (this is the one module that calls `torch.cuda.is_available`). None of these
-switches changes what is learned beyond the order of float operations (and `apply`'s flush
-of denormal floats, values below 1.2e-38, to zero); the maths switches (bf16 autocast, TF32)
-are the experiment's and stay in the config.
+switches changes what is learned beyond the order of float operations; the maths switches
+(bf16 autocast, TF32) are the experiment's and stay in the config. (Denormal floats are
+flushed where a process starts: `atari_dqn.cores.flush_denormals`.)
 """
 
 from __future__ import annotations
@@ -149,20 +149,8 @@ def resolve(cfg: Config) -> Runtime:
 
 
 def apply(runtime: Runtime) -> None:
-    """Set the process-wide switches a runtime implies: denormal floats flushed to zero,
-    torch's thread count, and an allocator that keeps what each step frees
-    (`atari_dqn.malloc`).
-
-    Called before the run's first torch operation: the flush is a per-thread flag that a
-    thread inherits from the one that creates it, so it must be set before torch's first
-    parallel operation creates its thread pool."""
-    # Denormal floats (below 1.2e-38) cost an x86 core ~100 times a normal operation, and
-    # Adam's moments decay into them wherever a weight's gradient stays zero (a checkpoint of
-    # a 100k-step DrQ(eps) run held ~27,000 in one layer's first moment). Flushing them is
-    # what JAX and TensorFlow do on the CPU, so Dopamine's agents run that way too; on an
-    # Intel Xeon it took a DrQ(eps) update from 28.5 to 22.9 ms early in a game
-    # (docs/atari100k.md, "Denormal floats").
-    torch.set_flush_denormal(True)
+    """Set the process-wide switches a runtime implies: torch's thread count, and an
+    allocator that keeps what each step frees (`atari_dqn.malloc`)."""
     torch.set_num_threads(runtime.torch_threads)
     keep_freed_memory()
 

@@ -119,6 +119,9 @@ def _check_resources(ray: Any, cpus: float, gpus: float) -> None:
 
 def _train_task(run_dir: str, cfg: dict[str, Any]) -> int:
     """A Ray task: the run, resumed from its checkpoint if it has one (a retry does)."""
+    from atari_dqn.cores import flush_denormals
+
+    flush_denormals()  # first: a task's process is a run's, as `train`'s is
     from atari_dqn.configfile import from_dict
     from atari_dqn.runs import start_or_resume
 

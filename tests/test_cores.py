@@ -58,7 +58,7 @@ DENORMALS_AFTER = (
 def test_a_run_flushes_denormal_floats_to_zero_in_every_torch_thread(tmp_path):
     # Adam's moments decay into denormals, each ~100x a normal float's cost on x86 (and JAX,
     # Dopamine's maths, flushes them). The flag is per thread, inherited by the threads made
-    # after it: every thread of torch's pool must have it, after a real `train`.
+    # after it: every thread of torch's pool must have it, after the command line's `train`.
     run = (
         "from atari_dqn.cli import main; "
         "assert main(['train', '--game', 'Breakout', '--config', 'configs/smoke.yaml', "
@@ -67,3 +67,16 @@ def test_a_run_flushes_denormal_floats_to_zero_in_every_torch_thread(tmp_path):
     )
     assert python(DENORMALS_AFTER) == "0.0"  # torch's default: kept, in every thread
     assert python(run + DENORMALS_AFTER) == "1.0"
+
+
+def test_the_librarys_train_leaves_a_processs_denormal_floats_as_they_were(tmp_path):
+    # A test's process trains through `runs.train` beside code that needs IEEE floats
+    # (hypothesis refuses to draw subnormal floats where they are flushed).
+    run = (
+        "from atari_dqn.configfile import load_config; from atari_dqn.runs import train; "
+        "cfg = load_config('configs/smoke.yaml', ['loop.total_steps=600', "
+        "'eval.interval_steps=0', 'logging.progress=false'], game='Breakout'); "
+        f"assert train(cfg, __import__('pathlib').Path('{tmp_path / 'r'}')) == 0; "
+        "assert 5e-324 * 1.0 > 0.0; "
+    )
+    assert python(run + DENORMALS_AFTER) == "0.0"

@@ -42,8 +42,10 @@ def train_quietly(
 
 def in_process(module: str, part: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """`module._PARTS[part](**kwargs)` (a dict of figures) run in a fresh Python process, so
-    that no run inherits another's threads, compiled code or memory."""
+    that no run inherits another's threads, compiled code or memory; its denormal floats
+    flushed, as a run's process has them (`cores.flush_denormals`)."""
     code = (
+        "from atari_dqn.cores import flush_denormals; flush_denormals(); "
         f"import json, {module} as m; print('RESULT', json.dumps(m._PARTS[{part!r}](**{kwargs!r})))"
     )
     return result_of([sys.executable, "-c", code], f"{module} part {part!r} {kwargs}")
