@@ -18,8 +18,14 @@ import time
 
 from quick_runs import ROOT, SMOKE
 
-ARGS = ["learner.device=cpu", "learner.compile=false", "eval.interval_steps=0"]
-LEADS = re.compile(r"[\d,]+/2,000 steps  \d+:\d\d:\d\d  [\d,]+ SPS  ETA ")
+# The smoke run, shortened: learning from step 500, a logging row at 1,000 and at the end.
+ARGS = [
+    "learner.device=cpu",
+    "learner.compile=false",
+    "eval.interval_steps=0",
+    "loop.total_steps=1200",
+]
+LEADS = re.compile(r"[\d,]+/1,200 steps  \d+:\d\d:\d\d  [\d,]+ SPS  ETA ")
 """What every line starts with, however narrow: steps of the total, elapsed, SPS, the ETA."""
 ETA = re.compile(r"ETA (\? \([^)]*\)|\S+( days?, \S+)? at [\d,]+ steps/s( \(measuring\))?)")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -76,7 +82,7 @@ def test_in_a_terminal_the_line_fits_its_width_leading_with_steps_elapsed_sps_an
     assert LEADS.search(shown) and re.search(r"\[update \d+%, \w+ \d+%, \w+ \d+%\]", shown)
     narrow = _frames(raw[narrow_from:])
     assert narrow and all(len(f) <= 80 and LEADS.match(f) for f in narrow), narrow
-    assert narrow[-1].startswith("2,000/2,000 steps"), narrow[-1]
+    assert narrow[-1].startswith("1,200/1,200 steps"), narrow[-1]
     assert not any("…" in f for f in wide + narrow)  # no part cut mid-word
 
 
@@ -95,9 +101,9 @@ def test_without_a_terminal_the_run_writes_whole_lines_leading_with_the_same_fig
     lines = [line for line in result.stdout.splitlines() if " steps  " in line]
     assert lines and all(LEADS.match(line) for line in lines), result.stdout
     last = lines[-1]  # the figures at the end, on one line however long
-    assert last.startswith("2,000/2,000 steps") and len(last) > 80, last
+    assert last.startswith("1,200/1,200 steps") and len(last) > 80, last
     phases = r"\[update \d+%, \w+ \d+%, \w+ \d+%\]"
-    assert re.search(rf"return \S+  {phases}  loss \S+  maxQ \S+  eps \S+  8,000 frames$", last)
+    assert re.search(rf"return \S+  {phases}  loss \S+  maxQ \S+  eps \S+  4,800 frames$", last)
     assert "\x1b" not in result.stdout  # no terminal codes in a log file
 
 
