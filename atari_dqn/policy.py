@@ -86,8 +86,8 @@ class EpsilonGreedy:
         with torch.inference_mode(), rt.autocast(device, self._bf16), rt.tf32(self._tf32):
             obs = torch.as_tensor(stacks).to(device)
             logits = self.network.logits(obs.contiguous(memory_format=self._runtime.memory_format))
-        chosen = logits.float().softmax(dim=2)[torch.arange(len(actions)), torch.as_tensor(actions)]
-        return actions, q, explored, chosen.cpu().numpy()
+        rows, taken = torch.arange(len(actions), device=device), torch.as_tensor(actions).to(device)
+        return actions, q, explored, logits.float().softmax(dim=2)[rows, taken].cpu().numpy()
 
     @property
     def support(self) -> np.ndarray | None:
