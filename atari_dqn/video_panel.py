@@ -20,14 +20,15 @@ PLOT_WIDTH = 240  # a distributional network's return distribution, right of the
 FRAME_SIZE = (210 * SCALE, SCREEN_WIDTH + PANEL_WIDTH)  # (height, width) = (420, 640)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 CHOSEN, OTHER, TEXT, RANDOM = (0, 165, 255), (150, 150, 150), (235, 235, 235), (60, 60, 230)
+_BELOW_TEXT = 92  # the first row under a column's three lines of text (and a label)
 # The distribution plot: its bars stand on _PLOT_BASE, at most _PLOT_HEIGHT tall.
-_PLOT_BASE, _PLOT_HEIGHT = FRAME_SIZE[0] - 40, FRAME_SIZE[0] - 40 - 92
+_PLOT_BASE = FRAME_SIZE[0] - 40
+_PLOT_HEIGHT = _PLOT_BASE - _BELOW_TEXT
 
 
 def panel_rows(count: int) -> tuple[int, int]:
     """(top, height) of the panel's rows, one per action (18 at most, ale-py's full set)."""
-    top = 92  # below the text above the rows, and the zero line's label
-    return top, min(30, (FRAME_SIZE[0] - top - 4) // count)
+    return _BELOW_TEXT, min(30, (FRAME_SIZE[0] - _BELOW_TEXT - 4) // count)
 
 
 # The rows: the action's name, its bar, its value. Their text is as large as the rows of all
@@ -62,9 +63,7 @@ def blank_frame(
         cv2.line(plot, (left, _PLOT_BASE + 1), (right, _PLOT_BASE + 1), TEXT, 1)
         ticks = [(left, support[0]), (right - 24, support[-1])]
         if support[0] < 0 < support[-1]:  # and where a return of 0 lies
-            ticks.append(
-                (left + round(-support[0] / (support[-1] - support[0]) * (right - left)) - 4, 0)
-            )
+            ticks.append((_plot_column_of(0.0, support) - 4, 0))
         for x, value in ticks:
             cv2.putText(plot, f"{value:g}", (x, _PLOT_BASE + 20), _FONT, 0.4, TEXT, 1, cv2.LINE_AA)
     panel = frame[:, SCREEN_WIDTH:]  # a view: OpenCV draws into the frame
@@ -122,6 +121,12 @@ def _plot_columns(atoms: int) -> tuple[int, int]:
     return left, left + span - 1
 
 
+def _plot_column_of(value: float, support: np.ndarray) -> int:
+    """The plot's column of a return `value` within [support[0], support[-1]]."""
+    left, right = _plot_columns(len(support))
+    return left + round((value - support[0]) / (support[-1] - support[0]) * (right - left))
+
+
 def plot_scale(distributions: list[np.ndarray]) -> float:
     """Pixels per unit of probability for a game's distribution plots: its most probable
     atom's bar fills the plot's height."""
@@ -149,5 +154,5 @@ def draw_distribution(
             cv2.rectangle(
                 plot, (x, _PLOT_BASE - height + 1), (x + width - 2, _PLOT_BASE), OTHER, -1
             )
-    x = left + round((mean - support[0]) / (support[-1] - support[0]) * (right - left))
+    x = _plot_column_of(mean, support)
     cv2.line(plot, (x, _PLOT_BASE - _PLOT_HEIGHT), (x, _PLOT_BASE), CHOSEN, 1)
