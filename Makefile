@@ -13,8 +13,11 @@ RUNS ?= runs/*
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # ATARI_DQN_MAKE tells a run (or a report) that the Makefile started it, so the commands it
-# prints are `make resume ...`, `make eval ...`.
-RUN := ATARI_DQN_MAKE=1 $(PY) -m atari_dqn
+# prints are `make resume ...`, `make eval ...`; it holds the make line, which a stopped sweep
+# prints as the command that continues it (sweep and atari100k spell theirs out below).
+MAKE_LINE = make $(MAKECMDGOALS)
+RUN = ATARI_DQN_MAKE='$(subst ','\'',$(MAKE_LINE))' $(PY) -m atari_dqn
+ARGS_LINE = $(if $(ARGS), ARGS="$(ARGS)")
 
 .PHONY: install train resume eval sweep atari100k report bench bench-gpu gpu-check test test-slow lint \
 	format clean
@@ -42,6 +45,7 @@ SEEDS ?= 0
 empty :=
 comma := ,
 space := $(empty) $(empty)
+sweep: MAKE_LINE = make sweep GAMES="$(GAMES)" SEEDS="$(SEEDS)" CONFIG=$(CONFIG)$(ARGS_LINE)
 sweep: $(STAMP)
 	$(RUN) sweep --games $(subst $(space),$(comma),$(strip $(GAMES))) \
 	  --seeds $(subst $(space),$(comma),$(strip $(SEEDS))) --config $(CONFIG) $(ARGS)
@@ -56,6 +60,8 @@ ifeq ($(filter $(ALGO),$(ALGOS)),)
 $(error unknown ALGO=$(ALGO): use one of $(ALGOS) (configs/atari100k/*.yaml))
 endif
 endif
+atari100k: MAKE_LINE = make atari100k ALGO=$(ALGO)$(if $(filter file,$(origin GAMES)),, \
+  GAMES="$(GAMES)") SEEDS="$(SEEDS)"$(ARGS_LINE)
 atari100k: $(STAMP)
 	$(RUN) sweep --games $(if $(filter file,$(origin GAMES)),atari100k,$(subst $(space),$(comma),$(strip $(GAMES)))) \
 	  --seeds $(subst $(space),$(comma),$(strip $(SEEDS))) --config configs/atari100k/$(ALGO).yaml \

@@ -34,10 +34,8 @@ from atari_dqn.config import Config, fixed_on_resume_keys
 from atari_dqn.configfile import flatten, load_config, to_yaml
 from atari_dqn.durable import atomic_write_text
 from atari_dqn.errors import ConfigError
-from atari_dqn.shell import atari_dqn_command, near
+from atari_dqn.shell import MAKE_MARKER, atari_dqn_command, near
 
-MAKE_MARKER = "ATARI_DQN_MAKE"
-"""Set by the Makefile's targets, so a run tells its user to resume it with `make resume`."""
 SITTING_START = re.compile(
     r"(?P<stamp>\S+ \S+ UTC)  (started|resumed) \S+ at [\d,]+ agent steps "
     r"\(pid (?P<pid>\d+)\)$"

@@ -9,6 +9,10 @@ import shlex
 import sys
 from pathlib import Path
 
+MAKE_MARKER = "ATARI_DQN_MAKE"
+"""Set by the Makefile's targets to the `make` line that started them, so that a run tells
+its user to resume it with `make resume`, and a stopped sweep to continue with that line."""
+
 
 def near(path: str | os.PathLike[str]) -> str:
     """`path` relative to the working directory when it lies below it, else absolute.
@@ -30,3 +34,9 @@ def atari_dqn_command(*words: str | os.PathLike[str]) -> str:
         python = f"./{python}"
     args = [near(w) if isinstance(w, os.PathLike) else w for w in words]
     return shlex.join([python, "-m", "atari_dqn", *args])
+
+
+def rerun_command() -> str:
+    """The command that runs this process again as its user started it: the `make` line of
+    the Makefile's target (`MAKE_MARKER`), else `atari_dqn_command` with its arguments."""
+    return os.environ.get(MAKE_MARKER) or atari_dqn_command(*sys.argv[1:])

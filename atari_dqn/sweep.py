@@ -29,6 +29,7 @@ from atari_dqn.errors import ConfigError
 from atari_dqn.games import game_name
 from atari_dqn.rundir import RunDir
 from atari_dqn.scores import GAME_LISTS
+from atari_dqn.shell import rerun_command
 from atari_dqn.stop import StopRequest
 from atari_dqn.sweeprecord import SweepRecord, SweepRun, progress_table
 
@@ -230,7 +231,7 @@ def _stop(ray: Any, refs: dict, record: SweepRecord, submitted: float, stop: Sto
         print("a second stop signal: not waiting for the runs to checkpoint")
     for run in refs.values():
         record.set(run.name, "stopped")
-    print(f"sweep stopped. Continue it with:\n  {record.data['command']}")
+    print(f"sweep stopped. Continue it with:\n  {rerun_command()}")
     return stop.exit_code
 
 

@@ -397,6 +397,10 @@ def test_make_atari100k_names_an_unknown_algo_in_one_line_and_runs_every_game_by
         " ".join(every.stdout.replace("\\\n", " ").split())
     )
     assert "--out runs/atari100k-drq_eps" in every.stdout
+    # The make line a stopped sweep prints to continue (test_sweep's stop prints it).
+    assert every.stdout.startswith("ATARI_DQN_MAKE='make atari100k ALGO=drq_eps SEEDS=\"0\"' ")
+    line = """ATARI_DQN_MAKE='make atari100k ALGO=der GAMES="Pong Boxing" SEEDS="0 1"' """
+    assert named.stdout.startswith(line)
     assert "sweep --games Pong,Boxing --seeds 0,1 --config configs/atari100k/der.yaml" in (
         " ".join(named.stdout.replace("\\\n", " ").split())
     )

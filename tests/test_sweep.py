@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from atari_dqn.configfile import load_config
 from atari_dqn.rundir import RunDir
 from atari_dqn.runs import train
 from atari_dqn.scores import GAME_LISTS
+from atari_dqn.shell import MAKE_MARKER, near, rerun_command
 from atari_dqn.sweep import parse_games
 
 # Tiny CPU runs: 600 agent steps, learning from 300, a checkpoint every 200.
@@ -41,14 +43,15 @@ RUN = [
 COLUMNS_80 = {**os.environ, "COLUMNS": "80"}
 
 
+OUTPUT = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 def sweep(out: Path, games: str, *extra: str, **popen) -> subprocess.Popen:
     args = ["sweep", "--games", games, "--seeds", "0", "--config", str(SMOKE), "--out", str(out)]
     return subprocess.Popen(
         [sys.executable, "-m", "atari_dqn", *args, "--cpus-per-run", "1", *RUN, *extra],
         cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        **OUTPUT,
         **popen,
     )
 
@@ -80,7 +83,7 @@ def starts(run: Path) -> list[str]:
         pytest.param(signal.SIGTERM, False, id="sigterm"),
     ],
 )
-def test_a_sweep_trains_reports_stops_on_a_signal_and_the_same_command_resumes_only_the_rest(
+def test_a_sweep_trains_reports_stops_on_a_signal_and_the_line_it_prints_resumes_only_the_rest(
     tmp_path, signum, whole_group
 ):
     out = tmp_path / "sweep"
@@ -97,11 +100,14 @@ def test_a_sweep_trains_reports_stops_on_a_signal_and_the_same_command_resumes_o
     else:
         proc.send_signal(signum)
     text = finish(proc, 128 + signum)
-    assert "Continue it with:" in text and "--games Breakout,Pong" in text
+    lines = text.splitlines()
+    printed = lines[lines.index("sweep stopped. Continue it with:") + 1].strip()
+    assert printed == shlex.join([near(sys.executable), "-m", "atari_dqn", *proc.args[3:]])
     assert states(out) == {"Breakout-seed0": "done", "Pong-seed0": "stopped"}
     assert 0 < ckpt.load_state(RunDir(pong))["counters"]["agent_steps"] < 600
-    # The same command again: only Pong resumes; then the table and the report of both.
-    text = finish(sweep(out, "Breakout,Pong"))
+    # The line it printed, typed into a shell: only Pong resumes; then the table and the
+    # report of both.
+    text = finish(subprocess.Popen(printed, shell=True, cwd=ROOT, **OUTPUT))
     assert "1 run(s) to train, 1 done" in text
     assert starts(out / "Breakout-seed0") == breakout_starts
     assert len(starts(pong)) == 2 and "resumed" in starts(pong)[1]
@@ -182,3 +188,13 @@ def test_a_named_game_list_gives_its_games_once_each_and_mixes_with_single_games
     games = parse_games(f"{name},Pong,{name.upper()}")
     assert len(set(games)) == len(games) == count + ("Pong" not in GAME_LISTS[name])
     assert list(GAME_LISTS[name]) == [g for g in games if g in GAME_LISTS[name]]
+
+
+def test_a_sweep_started_by_make_is_continued_by_its_make_line(monkeypatch):
+    # The Makefile puts its line in the environment (test_cli's dry run of `make atari100k`
+    # shows it); without one, the sweep's own arguments after this Python's path.
+    monkeypatch.setattr(sys, "argv", ["atari-dqn", "sweep", "--games", "Pong", "--out", "a b"])
+    monkeypatch.delenv(MAKE_MARKER, raising=False)
+    assert rerun_command() == f"{near(sys.executable)} -m atari_dqn sweep --games Pong --out 'a b'"
+    monkeypatch.setenv(MAKE_MARKER, 'make atari100k ALGO=der GAMES="Pong Boxing" SEEDS="0"')
+    assert rerun_command() == 'make atari100k ALGO=der GAMES="Pong Boxing" SEEDS="0"'
