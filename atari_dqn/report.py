@@ -27,7 +27,13 @@ from atari_dqn.errors import ConfigError
 from atari_dqn.presets import experiment_changes, preset_label
 from atari_dqn.provenance import describe_code
 from atari_dqn.report_atari100k import atari100k_lines, references
-from atari_dqn.report_figures import film_lines, nature_references, plot_run, read_csv
+from atari_dqn.report_figures import (
+    film_lines,
+    nature_references,
+    plot_run,
+    read_csv,
+    run_labels,
+)
 from atari_dqn.rundir import RunDir
 from atari_dqn.scores import human_normalized, lookup
 from atari_dqn.stats import aggregates, bootstrap_ci
@@ -320,20 +326,20 @@ def _code_text(starts: list[dict[str, Any]]) -> str:
     return f"Code: {each}."
 
 
-def _run_lines(run: RunSummary, out: Path) -> list[str]:
-    """The run's section of report.md: what it is, its score (marked if cut short), the code
-    that trained it, its plot and its films."""
+def _run_lines(run: RunSummary, label: str, out: Path) -> list[str]:
+    """The run's section of report.md, under its `label`: what it is, its score (marked if
+    cut short), the code that trained it, its plot and its films."""
     lines = references if run.benchmark == "atari100k" else nature_references
-    png = plot_run(run.path, run.game, run.actions, lines(run.game), out)
+    png = plot_run(run.path, label, run.game, run.actions, lines(run.game), out)
     return [
-        f"### {run.path.name}",
+        f"### {label}",
         f"{run.game}, seed {run.seed}, {run.frames:,} frames; score {_fmt(run.mean)}"
         f"{_mark([run])} from {run.source}. {run.what[0].upper()}{run.what[1:]}. "
         f"{_code_text(RunDir(run.path).trained_by())}",
         "",
-        f"![{run.path.name}]({png.name})",
+        f"![{label}]({png.name})",
         "",
-        *film_lines(run.path, out),
+        *film_lines(run.path, label, out),
     ]
 
 
@@ -372,8 +378,9 @@ def write_report(run_dirs: list[Path], out: Path) -> int:
     if left_out:
         lines += ["", "## Runs left out", "", *(f"- {why}" for why in left_out)]
     lines += ["", "## Runs", ""]
+    labels = run_labels([run.path for run in runs])
     for run in runs:
-        lines += _run_lines(run, out)
+        lines += _run_lines(run, labels[run.path], out)
     (out / "report.md").write_text("\n".join(lines))
     if nature:
         print(table)

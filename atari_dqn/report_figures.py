@@ -47,14 +47,38 @@ def nature_references(game: str) -> dict[str, float]:
     return {**lines, "random": paper.random}
 
 
+def run_labels(paths: list[Path]) -> dict[Path, str]:
+    """Each run's name in a report: its folder's name, with as many of the folders above it
+    as tell it from another run of that name (`atari100k-der/Boxing-seed0` and
+    `atari100k-drq_eps/Boxing-seed0`), since the run's figures are files named after it."""
+    every = {path: Path(os.path.abspath(path)).parts for path in paths}
+    labels = {}
+    for path, parts in every.items():
+        others = [other for other in set(every.values()) if other != parts]
+        n = 1
+        while n < len(parts) and any(other[-n:] == parts[-n:] for other in others):
+            n += 1
+        labels[path] = "/".join(parts[-n:])
+    return labels
+
+
+def _file_stem(label: str) -> str:
+    return label.replace("/", "-")
+
+
 def plot_run(
-    run_path: Path, game: str, actions: list[str], references: dict[str, float], out: Path
+    run_path: Path,
+    label: str,
+    game: str,
+    actions: list[str],
+    references: dict[str, float],
+    out: Path,
 ) -> Path:
-    """`run_figure`, saved as `<run name>.png` in `out`."""
+    """`run_figure`, saved in `out` as a file named after the run's `label` (`run_labels`)."""
     import matplotlib.pyplot as plt
 
     fig = run_figure(run_path, game, actions, references)
-    path = out / f"{RunDir(run_path).name}.png"
+    path = out / f"{_file_stem(label)}.png"
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
@@ -163,15 +187,15 @@ def _strip_film(run: RunDir, videos: list[tuple[int, Path]]) -> tuple[int, Path]
     return step, films[(len(films) - 1) // 2][1] if films else latest
 
 
-def film_lines(run_path: Path, out: Path) -> list[str]:
+def film_lines(run_path: Path, label: str, out: Path) -> list[str]:
     """Report lines showing the run's latest film (`_strip_film`) as a strip of frames, and
-    links to all its films."""
+    links to all its films; the strip's file is named after the run's `label`."""
     run_dir = RunDir(run_path)
     videos = videos_by_step(run_dir.videos)
     if not videos:
         return []
     step, latest = _strip_film(run_dir, videos)
-    strip = frame_strip(latest, out / f"{run_dir.name}-strip.png")
+    strip = frame_strip(latest, out / f"{_file_stem(label)}-strip.png")
     links = ", ".join(f"[{path.name}]({os.path.relpath(path, out)})" for _, path in videos)
     lines = [f"The agent at {step:,} agent steps ({latest.name}):", ""]
     if strip is not None:

@@ -479,6 +479,26 @@ def test_a_game_outside_the_26_is_reported_and_flagged_with_no_published_runs(tm
     assert "(no interval)" in table_row(text, "median")[1]  # one run a game
 
 
+def test_runs_of_one_name_from_two_sweeps_each_keep_their_own_section_and_plot(tmp_path):
+    # `make report RUNS="runs/atari100k-*/*"`: DrQ(eps)'s and DER's sweeps both hold a
+    # Boxing run of seed 0; each is named by its sweep's folder, a name used once stays bare.
+    drq, der = tmp_path / "atari100k-drq_eps", tmp_path / "atari100k-der"
+    runs = [
+        atari100k_run(drq, "Boxing", 0, [10.0]),
+        fake_run(der, "Boxing", 0, [-1.0], 400_000, config=PRESETS / "atari100k" / "der.yaml"),
+        atari100k_run(drq, "Pong", 0, [-19.0]),
+    ]
+    assert runs[0].name == runs[1].name
+    out = tmp_path / "report"
+    write_report(runs, out)
+    text = (out / "report.md").read_text()
+    sections = re.findall(r"^### (.+)\n.*\n\n!\[.*\]\((.+)\)$", text, flags=re.MULTILINE)
+    names = [f"{root.name}/{runs[0].name}" for root in (drq, der)] + [runs[2].name]
+    assert sections == [(name, f"{name.replace('/', '-')}.png") for name in names]
+    plots = [(out / png).read_bytes() for _, png in sections]
+    assert len(set(plots)) == 3  # none drawn over another
+
+
 def test_nature_and_atari100k_runs_are_each_reported_their_own_way(tmp_path):
     nature = fake_run(tmp_path, "Breakout", 0, [10.0, 12.0, 14.0], 10_000_000)
     drq = atari100k_run(tmp_path, "Breakout", 0, [6.0])
@@ -490,10 +510,11 @@ def test_nature_and_atari100k_runs_are_each_reported_their_own_way(tmp_path):
     assert table_row(atari100k_part, "Breakout")[1] == "6.0 (1)"
 
 
-def test_an_atari100k_runs_plot_draws_the_published_runs_mean_and_random_not_natures():
+def test_an_atari100k_runs_plot_draws_the_published_means_and_random_not_natures():
     lines = references("Pong")
     assert list(lines.values()) == [
         float(published.runs("DrQ(eps)", "Pong").mean()),
+        published.der_score("Pong"),
         published.random_score("Pong"),
     ]
     assert references("Tetris") == {}  # outside the benchmark: nothing published
