@@ -23,7 +23,7 @@ from atari_dqn.rundir import RunDir
 from atari_dqn.runs import train
 from atari_dqn.scores import GAME_LISTS
 from atari_dqn.shell import MAKE_MARKER, near, rerun_command
-from atari_dqn.sweep import parse_games
+from atari_dqn.sweep import parse_games, parse_seeds
 
 # Tiny CPU runs: 600 agent steps, learning from 300, a checkpoint every 200.
 RUN = [
@@ -105,9 +105,20 @@ def test_a_sweep_trains_reports_stops_on_a_signal_and_the_line_it_prints_resumes
     assert printed == shlex.join([near(sys.executable), "-m", "atari_dqn", *proc.args[3:]])
     assert states(out) == {"Breakout-seed0": "done", "Pong-seed0": "stopped"}
     assert 0 < ckpt.load_state(RunDir(pong))["counters"]["agent_steps"] < 600
-    # The line it printed, typed into a shell: only Pong resumes; then the table and the
+    # The line it printed, typed into a shell: only Pong resumes; then the table, once, on
+    # lines of its own within 80 columns (the output is not a terminal here, as in a log
+    # file; the live table, transient, leaves nothing behind in a terminal either), and the
     # report of both.
-    text = finish(subprocess.Popen(printed, shell=True, cwd=ROOT, **OUTPUT))
+    text = finish(subprocess.Popen(printed, shell=True, cwd=ROOT, env=COLUMNS_80, **OUTPUT))
+    lines = text.splitlines()
+    assert [line.strip() for line in lines].count("sweep: 2 run(s)") == 1, text
+    start = next(i for i, x in enumerate(lines) if x.strip() == "sweep: 2 run(s)")
+    table = lines[start : next(i for i, x in enumerate(lines) if x.startswith("| game |"))]
+    assert all(len(line) <= 80 for line in table), table
+    assert [x.split()[:2] for x in table if "-seed" in x] == [
+        ["Breakout-seed0", "600"],
+        ["Pong-seed0", "600"],
+    ]
     assert "1 run(s) to train, 1 done" in text
     assert starts(out / "Breakout-seed0") == breakout_starts
     assert len(starts(pong)) == 2 and "resumed" in starts(pong)[1]
@@ -118,21 +129,6 @@ def test_a_sweep_trains_reports_stops_on_a_signal_and_the_line_it_prints_resumes
     # A finished sweep, run again, starts nothing.
     assert "0 run(s) to train, 2 done" in finish(sweep(out, "Breakout,Pong"))
     assert len(starts(pong)) == 2 and starts(out / "Breakout-seed0") == breakout_starts
-
-
-def test_a_sweeps_table_is_printed_once_on_lines_of_its_own_within_80_columns(tmp_path):
-    # `make sweep SEEDS="0, 1"` passes --seeds "0,,1"; the output is not a terminal here, as
-    # in a log file (the live table, transient, leaves nothing behind in a terminal either).
-    text = finish(sweep(tmp_path / "sweep", "Breakout", "--seeds", "0,,1", env=COLUMNS_80))
-    lines = text.splitlines()
-    assert [line.strip() for line in lines].count("sweep: 2 run(s)") == 1, text
-    start = next(i for i, x in enumerate(lines) if x.strip() == "sweep: 2 run(s)")
-    table = lines[start : next(i for i, x in enumerate(lines) if x.startswith("| game |"))]
-    assert all(len(line) <= 80 for line in table), table
-    assert [x.split()[:2] for x in table if "-seed" in x] == [
-        ["Breakout-seed0", "600"],
-        ["Breakout-seed1", "600"],
-    ]
 
 
 def test_a_run_whose_ray_worker_is_killed_is_retried_and_ends_as_one_never_killed(tmp_path):
@@ -179,6 +175,11 @@ def test_bad_sweep_input_is_one_line_status_2_and_creates_nothing(tmp_path, args
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], proc.stderr
     assert not out.exists()
+
+
+def test_seeds_are_read_once_each_in_order_whatever_the_commas():
+    # `make sweep SEEDS="0, 1"` passes --seeds "0,,1".
+    assert parse_seeds("0,,1") == [0, 1] and parse_seeds(" 2, 0,2 ,") == [2, 0]
 
 
 @pytest.mark.parametrize(
