@@ -132,7 +132,7 @@ class Progress:
         """The figures of the last refresh in `width` columns (None: no limit), without the
         bar: steps of the total, elapsed, SPS, the ETA, then what fits."""
         speed, then = self._figures
-        elapsed = _clock(self._clock() - self._started)
+        elapsed = duration_text(self._clock() - self._started)
         first = [f"{self._step:,}/{self._total:,} steps", elapsed, *([speed] if speed else [])]
         first += [self._eta] if self._eta else []
         frames = self._step * self._frame_skip
@@ -172,12 +172,12 @@ class Progress:
         random_steps, random_s = self._spent["random"]
         if step < self._learning_from:
             left = (self._learning_from - step) * random_s / max(random_steps, 1)
-            return f"ETA ? (random play ends in {_clock(left)}, then learning)"
+            return f"ETA ? (random play ends in {duration_text(left)}, then learning)"
         learn_s = self._spent["learning"][1]
         if learn_s < self.MIN_LEARNING_S:  # its warm-up, then its first seconds
             return "ETA ? (timing learning)"
         rate = sum(n for n, _ in self._recent) / sum(s for _, s in self._recent)
-        eta = f"ETA {_clock((self._total - step) / max(rate, 1e-9))} at {rate:,.0f} steps/s"
+        eta = f"ETA {duration_text((self._total - step) / max(rate, 1e-9))} at {rate:,.0f} steps/s"
         return eta if learn_s >= self.WINDOW_S else f"{eta} (measuring)"
 
     def print(self, message: str) -> None:
@@ -204,7 +204,7 @@ class _Line:
         yield self._progress.render(options.max_width)
 
 
-def _clock(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     """`3 days, 4:05:06`, `0:01:02`: a duration."""
     return str(_dt.timedelta(seconds=round(seconds)))
 

@@ -25,6 +25,7 @@ from atari_dqn.config import Config
 from atari_dqn.configfile import to_dict
 from atari_dqn.durable import atomic_write_text
 from atari_dqn.errors import ConfigError
+from atari_dqn.progress import duration_text
 from atari_dqn.rundir import RunDir
 
 
@@ -114,17 +115,23 @@ def last_row(path: Path) -> dict[str, str]:
 
 def progress_table(runs: list[SweepRun], record: SweepRecord) -> Group:
     """Each run's progress, speed, last score and state, in under 80 columns (a run's name
-    says its game and seed); below the table, the error of each failed run, whole."""
+    says its game and seed); under it, while runs train, the time their steps left take at
+    the running runs' speed; below the table, the error of each failed run, whole."""
     table = Table(title=f"sweep: {len(runs)} run(s)", box=box.SIMPLE_HEAD)
     for column in ("run", "agent steps", "steps/s", "last eval", "state"):
         table.add_column(column, justify="right" if column != "run" else "left")
     errors = []
+    steps_left, speed = 0, 0.0
     for run in runs:
         metrics, evals = last_row(run.run.metrics_csv), last_row(run.run.evals_csv)
         state = record.state(run.name)
         error = record.data.get("runs", {}).get(run.name, {}).get("error")
         total = run.cfg.loop.total_steps
         steps = total if state == "done" else _int(metrics.get("agent_steps"))
+        if state != "done":
+            steps_left += total - (steps or 0)
+        if state == "running":
+            speed += _float(metrics.get("steps_per_second")) or 0.0
         table.add_row(
             run.name,
             f"{_count(steps)} / {_count(total)}" if steps is not None else "-",
@@ -134,6 +141,11 @@ def progress_table(runs: list[SweepRun], record: SweepRecord) -> Group:
         )
         if error:
             errors.append(Text(f"{run.name}: {error}", style=_STYLE["failed"]))
+    if speed > 0 and steps_left > 0:
+        # The speed of the runs training now stands for the runs still waiting for a CPU;
+        # evaluations and the runs' starts are not counted.
+        left = duration_text(steps_left / speed)
+        table.caption = f"{left} of training left at {speed:,.0f} agent steps/s"
     return Group(table, *errors)
 
 
@@ -149,8 +161,13 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _fmt(value: Any, pattern: str) -> str:
+def _float(value: Any) -> float | None:
     try:
-        return pattern.format(float(value))
+        return float(value)
     except (TypeError, ValueError):
-        return "-"
+        return None
+
+
+def _fmt(value: Any, pattern: str) -> str:
+    number = _float(value)
+    return "-" if number is None else pattern.format(number)

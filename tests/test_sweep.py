@@ -16,14 +16,17 @@ import pytest
 import torch
 from procs import wait_for
 from quick_runs import QUIET, ROOT, SMOKE
+from rich.console import Console
 
 from atari_dqn import checkpoint as ckpt
 from atari_dqn.configfile import load_config
+from atari_dqn.logs import CsvLog
 from atari_dqn.rundir import RunDir
 from atari_dqn.runs import train
 from atari_dqn.scores import GAME_LISTS
 from atari_dqn.shell import MAKE_MARKER, near, rerun_command
-from atari_dqn.sweep import parse_games, parse_seeds
+from atari_dqn.sweep import parse_games, parse_seeds, plan
+from atari_dqn.sweeprecord import SweepRecord, progress_table
 
 # Tiny CPU runs: 600 agent steps, learning from 300, a checkpoint every 200.
 RUN = [
@@ -199,3 +202,23 @@ def test_a_sweep_started_by_make_is_continued_by_its_make_line(monkeypatch):
     assert rerun_command() == f"{near(sys.executable)} -m atari_dqn sweep --games Pong --out 'a b'"
     monkeypatch.setenv(MAKE_MARKER, 'make atari100k ALGO=der GAMES="Pong Boxing" SEEDS="0"')
     assert rerun_command() == 'make atari100k ALGO=der GAMES="Pong Boxing" SEEDS="0"'
+
+
+def test_while_runs_train_the_table_says_how_long_the_steps_left_take_at_their_speed(tmp_path):
+    # 1,000-step runs: one running at 20 steps/s with 400 done, one waiting (it counts at
+    # the running one's speed), one done; 600 + 1,000 steps at 20 steps/s: 80 s.
+    games = ["Pong", "Breakout", "Boxing"]
+    runs = plan(games, [0], str(SMOKE), ["loop.total_steps=1000"], tmp_path)
+    record = SweepRecord(tmp_path)
+    record.start(["atari-dqn"], str(SMOKE), [], runs)
+    pong, _, boxing = runs
+    pong.run.path.mkdir()
+    CsvLog(pong.run.metrics_csv).write({"agent_steps": 400, "steps_per_second": 20.0})
+    record.set(pong.name, "running")
+    record.set(boxing.name, "done")
+    console = Console(width=80, record=True)
+    console.print(progress_table(runs, record))
+    assert "0:01:20 of training left at 20 agent steps/s" in console.export_text()
+    record.set(pong.name, "stopped")  # nothing training: no estimate
+    console.print(progress_table(runs, record))
+    assert console.export_text().count("left at") == 0
