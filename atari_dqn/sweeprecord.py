@@ -1,6 +1,7 @@
 """What a sweep has done: its record (`OUT/sweep.json`) and its one table.
 
-The table shows each run's progress, speed, last score and state, read from
+The table shows each run's progress, speed, last score and state (and, while runs train,
+the training time left), read from
 what the runs write (the last rows of `metrics.csv` and `evals.csv`) and from the record,
 so the live view during a sweep and `sweep --status` show the same thing.
 """
