@@ -1,5 +1,6 @@
-"""`sweep` on a real local Ray: runs finish, a killed worker's run resumes exactly, a
-finished sweep starts nothing, Ctrl-C stops the runs with checkpoints, bad input is one line."""
+"""`sweep` on a real local Ray: runs finish, a killed worker's run resumes exactly, a signal
+stops the runs with checkpoints and the line it prints continues the sweep, a finished sweep
+starts nothing, bad input is one line."""
 
 from __future__ import annotations
 
@@ -86,13 +87,30 @@ def starts(run: Path) -> list[str]:
         pytest.param(signal.SIGTERM, False, id="sigterm"),
     ],
 )
-def test_a_sweep_trains_reports_stops_on_a_signal_and_the_line_it_prints_resumes_only_the_rest(
+def test_a_sweep_retries_a_killed_worker_stops_on_a_signal_and_the_line_it_prints_resumes(
     tmp_path, signum, whole_group
 ):
-    out = tmp_path / "sweep"
-    finish(sweep(out, "Breakout"))
+    out, reference = tmp_path / "sweep", tmp_path / "reference"
+    threads = torch.get_num_threads()  # the run sets it for this whole process
+    try:
+        assert train(load_config(SMOKE, [*RUN, "seed=0"], game="Breakout"), reference) == 0
+    finally:
+        torch.set_num_threads(threads)
+    # The Ray worker training Breakout is killed once the run has a checkpoint: Ray retries
+    # the task, which resumes the run, and it ends as the same run never killed.
+    proc = sweep(out, "Breakout")
+    breakout = out / "Breakout-seed0"
+    wait_for(lambda: ckpt.has_checkpoint(RunDir(breakout)), timeout=180)
+    (pid,) = {int(p) for p in re.findall(r"\(pid (\d+)\)", (breakout / "run.log").read_text())}
+    subprocess.run(["kill", "-9", str(pid)], check=True)
+    finish(proc)
     assert states(out) == {"Breakout-seed0": "done"}
-    breakout_starts = starts(out / "Breakout-seed0")
+    breakout_starts = starts(breakout)
+    assert len(breakout_starts) == 2 and "resumed" in breakout_starts[1]
+    a, b = ckpt.load_state(RunDir(reference)), ckpt.load_state(RunDir(breakout))
+    assert a["counters"] == b["counters"]
+    for key, value in a["learner"]["online"].items():
+        assert torch.equal(value, b["learner"]["online"][key]), key
     # The sweep grows to Pong; the signal once Pong has a checkpoint: Pong checkpoints and
     # stops, and the sweep exits with the status the signal's name gives.
     proc = sweep(out, "Breakout,Pong", start_new_session=True)
@@ -132,27 +150,6 @@ def test_a_sweep_trains_reports_stops_on_a_signal_and_the_line_it_prints_resumes
     # A finished sweep, run again, starts nothing.
     assert "0 run(s) to train, 2 done" in finish(sweep(out, "Breakout,Pong"))
     assert len(starts(pong)) == 2 and starts(out / "Breakout-seed0") == breakout_starts
-
-
-def test_a_run_whose_ray_worker_is_killed_is_retried_and_ends_as_one_never_killed(tmp_path):
-    out = tmp_path / "sweep"
-    reference = tmp_path / "reference"
-    threads = torch.get_num_threads()  # the run sets it for this whole process
-    try:
-        assert train(load_config(SMOKE, [*RUN, "seed=0"], game="Breakout"), reference) == 0
-    finally:
-        torch.set_num_threads(threads)
-    proc = sweep(out, "Breakout")
-    run = out / "Breakout-seed0"
-    wait_for(lambda: ckpt.has_checkpoint(RunDir(run)), timeout=180)
-    (pid,) = {int(p) for p in re.findall(r"\(pid (\d+)\)", (run / "run.log").read_text())}
-    subprocess.run(["kill", "-9", str(pid)], check=True)  # the Ray worker training the run
-    finish(proc)
-    assert len(starts(run)) == 2 and "resumed" in starts(run)[1]
-    a, b = ckpt.load_state(RunDir(reference)), ckpt.load_state(RunDir(run))
-    assert a["counters"] == b["counters"]
-    for key, value in a["learner"]["online"].items():
-        assert torch.equal(value, b["learner"]["online"][key]), key
 
 
 @pytest.mark.parametrize(
