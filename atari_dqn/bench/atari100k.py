@@ -11,6 +11,13 @@ its own step counter by a driver that wraps its update method and leaves the age
 shipped (`dopamine_driver.py`). Ours also runs with `learner.bf16_autocast=true`, and its
 timers give the update's share of the learning phase.
 
+Beside them, the floor under ours: the same network and update maths (the online network
+on s with gradients, the same weights on s' without, the Huber loss, Adam as the preset
+sets it) as a bare compiled torch loop on fixed batches, with no augmentation, metrics,
+acting, env or replay (`bench.learner.BareLoop`). Dopamine's time a step over the floor's
+time an update is the most any torch fp32 DrQ(ε) could be ahead of Dopamine's on this
+machine: the ratio ours would reach if everything but a bare update cost nothing.
+
 Dopamine is not a dependency: it runs from its own source tree and virtual environment,
 named by the environment variables DOPAMINE_SRC and DOPAMINE_PYTHON (`docs/atari100k.md`
 says how to make them). Without them, ours is measured alone and the record says why it
@@ -37,6 +44,11 @@ HEADLINES = (
     Headline("ratio_vs_dopamine", "Atari 100k DrQ(ε): ours / Dopamine's, fp32", TARGET_RATIO),
     Headline("bf16_ratio_vs_dopamine", "Atari 100k DrQ(ε): ours bf16 / Dopamine's", TARGET_RATIO),
     Headline("update_share", "Atari 100k DrQ(ε): the update's share of ours", TARGET_UPDATE_SHARE),
+    Headline(
+        "floor_ratio_vs_dopamine",
+        "Atari 100k DrQ(ε): a bare fp32 torch update alone / Dopamine's step (ours at most)",
+        TARGET_RATIO,
+    ),
 )
 LOG_EVERY = 400  # agent steps per logging interval of ours
 # Ours learns from step 1,600 (updates_due is 0 there); its first two intervals that learn
@@ -91,7 +103,29 @@ def time_dopamine(src: Path, python: Path, total_steps: int) -> dict[str, Any]:
         )
 
 
-_PARTS = {"ours": time_ours}
+def time_floor(updates: int) -> dict[str, Any]:
+    """ms per update of the bare loop (`bench.learner.BareLoop`, compiled as the preset
+    compiles ours) at the preset's network and optimiser, timed over `updates` updates
+    after as many to compile and warm up."""
+    import torch
+
+    from atari_dqn import build
+    from atari_dqn.bench.learner import N_ACTIONS, BareLoop, fixed_batches, time_updates
+    from atari_dqn.configfile import load_config
+    from atari_dqn.runtime import apply, resolve
+
+    cfg = load_config(PRESET, [], game=GAME)
+    runtime = resolve(cfg)
+    apply(runtime)
+    torch.manual_seed(cfg.seed)
+    bare = BareLoop(build.learner(cfg, runtime, N_ACTIONS), compiled=runtime.compile)
+    batches = fixed_batches(cfg.learner.batch_size, 4, runtime.torch_device)
+    time_updates(bare.update, batches, updates, runtime.torch_device)
+    seconds = time_updates(bare.update, batches, updates, runtime.torch_device)
+    return {"ms_per_update": 1e3 * seconds, "updates_timed": updates}
+
+
+_PARTS = {"ours": time_ours, "floor": time_floor}
 
 
 def run(quick: bool = False, out_dir: Path | str = RESULTS_DIR) -> dict[str, Any]:
@@ -101,9 +135,16 @@ def run(quick: bool = False, out_dir: Path | str = RESULTS_DIR) -> dict[str, Any
     module = "atari_dqn.bench.atari100k"
     ours = in_process(module, "ours", {"total_steps": total})
     bf16 = in_process(module, "ours", {"total_steps": total, "extra": BF16})
+    floor = in_process(module, "floor", {"updates": 300 if quick else 600})
     rows = [
         {"agent": "ours DrQ(ε), fp32", **_columns(ours)},
         {"agent": "ours DrQ(ε), bf16 autocast", **_columns(bf16)},
+        {
+            "agent": "the floor: a bare fp32 update alone, one per step",
+            "steps/s while learning": 1e3 / floor["ms_per_update"],
+            "steps timed": floor["updates_timed"],
+            "update share": 1.0,
+        },
     ]
     summary: dict[str, Any] = {
         "game": GAME,
@@ -113,6 +154,9 @@ def run(quick: bool = False, out_dir: Path | str = RESULTS_DIR) -> dict[str, Any
         "update_share": ours["update_share"],
         "update_share_bf16": bf16["update_share"],
         "time_shares": ours["time_shares"],
+        # one update per agent step: the update's share of a step's time
+        "ours_ms_per_update": 1e3 * ours["update_share"] / ours["steps_per_second"],
+        "floor_ms_per_update": floor["ms_per_update"],
         "targets": {"ratio": TARGET_RATIO, "update_share": TARGET_UPDATE_SHARE},
         "rate": f"agent steps / seconds from update {TIMED_FROM_UPDATE} to the end, both",
     }
@@ -130,6 +174,7 @@ def run(quick: bool = False, out_dir: Path | str = RESULTS_DIR) -> dict[str, Any
             "dopamine": theirs.get("versions", {}),
             "ratio_vs_dopamine": ours["steps_per_second"] / theirs["steps_per_second"],
             "bf16_ratio_vs_dopamine": bf16["steps_per_second"] / theirs["steps_per_second"],
+            "floor_ratio_vs_dopamine": 1e3 / floor["ms_per_update"] / theirs["steps_per_second"],
         }
     write_results("atari100k", rows, summary, out_dir)
     return summary

@@ -31,12 +31,10 @@ from atari_dqn import build
 from atari_dqn.bench.results import RESULTS_DIR, Headline, write_results
 from atari_dqn.config import Config, LearnerConfig
 from atari_dqn.learner import Learner
-from atari_dqn.optim import DeepMindRMSprop
 from atari_dqn.replay.batch import Batch
 from atari_dqn.runtime import apply, cuda_present, resolve
 
 N_ACTIONS = 4  # Breakout's minimal action set
-GAMMA = 0.99
 TARGET_RATIO = 0.9  # our fp32 update rate at least 90% of the bare loop's
 TARGET_GRAPH_MS = 0.7  # a captured update on one H100 / H200
 HEADLINES = (
@@ -71,7 +69,7 @@ CUDA_MODES = {
 REDUCED_PRECISION = ("bf16_autocast", "tf32")  # modes that change the maths on purpose
 
 
-def _batches(size: int, count: int, device: torch.device) -> list[Batch]:
+def fixed_batches(size: int, count: int, device: torch.device) -> list[Batch]:
     """`count` fixed random batches of `size` transitions, already on `device`."""
     g = torch.Generator().manual_seed(size)
     out = []
@@ -89,22 +87,37 @@ def _batches(size: int, count: int, device: torch.device) -> list[Batch]:
 
 
 class BareLoop:
-    """The peer: the same update written as a plain torch loop, nothing shared but the net."""
+    """The peer: the same update written as a plain torch loop, nothing shared but copies of
+    the reference learner's networks (its target the online network itself where the
+    reference's is) and an optimiser of its kind and settings. `compiled`: the loss under
+    torch.compile, the fastest such a loop is on a CPU."""
 
-    def __init__(self, reference: Learner, batch_size: int) -> None:
+    def __init__(self, reference: Learner, compiled: bool = False) -> None:
         self.online = copy.deepcopy(reference.online)
-        self.target = copy.deepcopy(reference.target)
-        # eps / B^2 for the mean loss, as make_optimizer does (see optim.py)
-        self.opt = DeepMindRMSprop(
-            self.online.parameters(), min_squared_gradient=0.01 / batch_size**2
-        )
+        if reference.target is reference.online:
+            self.target = self.online
+        else:
+            self.target = copy.deepcopy(reference.target)
+        optimizer = reference.optimizer  # its defaults are its constructor's arguments
+        self.opt = type(optimizer)(self.online.parameters(), **optimizer.defaults)
+        self._loss_fn = torch.compile(self._loss) if compiled else self._loss
 
-    def update(self, b: Batch) -> dict[str, torch.Tensor]:
-        obs, next_obs = b.stacks(4)
+    def _loss(
+        self,
+        obs: torch.Tensor,
+        next_obs: torch.Tensor,
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        discount: torch.Tensor,
+    ) -> torch.Tensor:
         q = self.online(obs)
         with torch.no_grad():
-            y = b.reward + GAMMA * b.discount * self.target(next_obs).max(dim=1).values
-        loss = F.smooth_l1_loss(q.gather(1, b.action[:, None]).squeeze(1), y)
+            # the batch's discount is gamma ** n already (0 past a game's end)
+            y = reward + discount * self.target(next_obs).max(dim=1).values
+        return F.smooth_l1_loss(q.gather(1, action[:, None]).squeeze(1), y)
+
+    def update(self, b: Batch) -> dict[str, torch.Tensor]:
+        loss = self._loss_fn(*b.stacks(4), b.action, b.reward, b.discount)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -131,7 +144,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_updates(
+def time_updates(
     update: Callable[[Any], dict], batches: list, n: int, device: torch.device
 ) -> float:
     """Seconds per update over `n` updates cycling through `batches`."""
@@ -182,7 +195,7 @@ def _compare_modes(
     rounds: int,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Loss check then interleaved timing of every mode and the bare loop, at batch 32."""
-    batches = _batches(32, 4, device)
+    batches = fixed_batches(32, 4, device)
     contenders: dict[str, Callable] = {}
     losses: dict[str, list[float]] = {}
     nets: dict[str, torch.nn.Module] = {}
@@ -201,7 +214,7 @@ def _compare_modes(
             learner.update(batches[0])
         contenders[name] = learner.update
     start = _flat(_learner(device, threads).online)
-    bare = BareLoop(_learner(device, threads), 32)
+    bare = BareLoop(_learner(device, threads))
     with _deterministic(device):
         losses["bare_loop"] = _losses(bare.update, batches, n_check)
     contenders["bare_loop"] = bare.update
@@ -210,7 +223,7 @@ def _compare_modes(
     seconds: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(rounds):
         for name, update in contenders.items():
-            seconds[name].append(_time_updates(update, batches, n_time, device))
+            seconds[name].append(time_updates(update, batches, n_time, device))
     rate = {name: 1.0 / min(s) for name, s in seconds.items()}
     median_rate = {name: 1.0 / statistics.median(s) for name, s in seconds.items()}
     rows = []
@@ -245,10 +258,10 @@ def _batch_scaling(
     base = None
     for size in (32, 64, 128, 256):
         learner = _learner(device, threads, batch_size=size)
-        batches = _batches(size, 2, device)
+        batches = fixed_batches(size, 2, device)
         learner.update(batches[0])  # warm-up
         n = max(2, n_time * 32 // size)
-        ms = 1e3 * min(_time_updates(learner.update, batches, n, device) for _ in range(rounds))
+        ms = 1e3 * min(time_updates(learner.update, batches, n, device) for _ in range(rounds))
         base = base or ms
         rows.append(
             {
