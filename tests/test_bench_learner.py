@@ -45,4 +45,5 @@ def test_at_the_drq_eps_preset_the_bare_loop_bootstraps_from_itself_with_adam_as
         torch.set_num_threads(threads)
     assert bare.target is bare.online  # DrQ(ε)'s target is synced at every update
     assert type(bare.opt) is torch.optim.Adam
-    assert bare.opt.defaults["lr"] == cfg.learner.learning_rate and bare.opt.defaults["eps"] == 1.5e-4
+    assert bare.opt.defaults["lr"] == cfg.learner.learning_rate
+    assert bare.opt.defaults["eps"] == 1.5e-4
