@@ -5,26 +5,18 @@ from __future__ import annotations
 
 import torch
 
-from atari_dqn import build
-from atari_dqn.bench.learner import N_ACTIONS, BareLoop, fixed_batches
+from atari_dqn.bench.learner import BareLoop, fixed_batches, learner_of
 from atari_dqn.config import Config, LearnerConfig
 from atari_dqn.configfile import PRESETS, load_config
-from atari_dqn.runtime import apply, resolve
 
 EAGER_CPU = dict(device="cpu", torch_threads=1, compile=False, channels_last="false")
-
-
-def _learner(cfg: Config):
-    runtime = resolve(cfg)
-    apply(runtime)
-    torch.manual_seed(cfg.seed)
-    return build.learner(cfg, runtime, N_ACTIONS)
 
 
 def test_on_the_cpu_the_bare_loop_takes_the_nature_learners_steps_on_the_same_batches():
     threads = torch.get_num_threads()
     try:
-        learner = _learner(Config(learner=LearnerConfig(**EAGER_CPU)))
+        torch.manual_seed(0)
+        learner = learner_of(Config(learner=LearnerConfig(**EAGER_CPU)))
         bare = BareLoop(learner)
         assert bare.online is not learner.online and bare.target is not bare.online
         for batch in fixed_batches(32, 3, torch.device("cpu")):
@@ -40,7 +32,7 @@ def test_at_the_drq_eps_preset_the_bare_loop_bootstraps_from_itself_with_adam_as
     threads = torch.get_num_threads()
     try:
         cfg = load_config(PRESETS / "atari100k" / "drq_eps.yaml", ["learner.compile=false"])
-        bare = BareLoop(_learner(cfg))
+        bare = BareLoop(learner_of(cfg))
     finally:
         torch.set_num_threads(threads)
     assert bare.target is bare.online  # DrQ(ε)'s target is synced at every update

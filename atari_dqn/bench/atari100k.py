@@ -109,19 +109,17 @@ def time_floor(updates: int) -> dict[str, Any]:
     after as many to compile and warm up."""
     import torch
 
-    from atari_dqn import build
-    from atari_dqn.bench.learner import N_ACTIONS, BareLoop, fixed_batches, time_updates
+    from atari_dqn.bench.learner import BareLoop, fixed_batches, learner_of, time_updates
     from atari_dqn.configfile import load_config
-    from atari_dqn.runtime import apply, resolve
 
     cfg = load_config(PRESET, [], game=GAME)
-    runtime = resolve(cfg)
-    apply(runtime)
     torch.manual_seed(cfg.seed)
-    bare = BareLoop(build.learner(cfg, runtime, N_ACTIONS), compiled=runtime.compile)
-    batches = fixed_batches(cfg.learner.batch_size, 4, runtime.torch_device)
-    time_updates(bare.update, batches, updates, runtime.torch_device)
-    seconds = time_updates(bare.update, batches, updates, runtime.torch_device)
+    reference = learner_of(cfg)
+    bare = BareLoop(reference, compiled=reference.runtime.compile)
+    device = reference.device
+    batches = fixed_batches(cfg.learner.batch_size, 4, device)
+    time_updates(bare.update, batches, updates, device)
+    seconds = time_updates(bare.update, batches, updates, device)
     return {"ms_per_update": 1e3 * seconds, "updates_timed": updates}
 
 

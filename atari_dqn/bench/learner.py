@@ -175,15 +175,20 @@ def _drift(net: torch.nn.Module, reference: torch.nn.Module, start: torch.Tensor
     return ((_flat(net) - ref).norm() / (ref - start).norm()).item()
 
 
+def learner_of(cfg: Config) -> Learner:
+    """`cfg`'s learner for N_ACTIONS actions, on its resolved runtime, which this process
+    now runs under (its threads, among others)."""
+    runtime = resolve(cfg)
+    apply(runtime)
+    return build.learner(cfg, runtime, N_ACTIONS)
+
+
 def _learner(device: torch.device, threads: int, batch_size: int = 32, **mode: Any) -> Learner:
     options = {**EAGER, **mode}
     learner = LearnerConfig(
         device=str(device), torch_threads=threads, batch_size=batch_size, **options
     )
-    cfg = Config(learner=learner)
-    runtime = resolve(cfg)
-    apply(runtime)
-    return build.learner(cfg, runtime, N_ACTIONS)
+    return learner_of(Config(learner=learner))
 
 
 def _compare_modes(
