@@ -52,9 +52,10 @@ def run_labels(paths: list[Path]) -> dict[Path, str]:
     as tell it from another run of that name (`atari100k-der/Boxing-seed0` and
     `atari100k-drq_eps/Boxing-seed0`), since the run's figures are files named after it."""
     every = {path: Path(os.path.abspath(path)).parts for path in paths}
+    distinct = set(every.values())
     labels = {}
     for path, parts in every.items():
-        others = [other for other in set(every.values()) if other != parts]
+        others = [other for other in distinct if other != parts]
         n = 1
         while n < len(parts) and any(other[-n:] == parts[-n:] for other in others):
             n += 1
